@@ -1,0 +1,114 @@
+//! What a sampler consumes: a score `s(x, t) ≈ ∇x log p_t(x)` ([`ScoreFn`]), or an energy
+//! `E(x, t)` with `p_t ∝ e^{−E}` ([`EnergyFn`]) whose score comes from autodiff ([`AutodiffScore`]).
+//!
+//! Both are rank-generic: `D` is the rank of the data tensor, batch first.
+
+use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
+
+/// A score function `s(x, t)` evaluated at per-sample times.
+///
+/// Closures `Fn(Tensor<B, D>, Tensor<B, 1>) -> Tensor<B, D>` implement it:
+///
+/// ```
+/// use burn::{backend::NdArray, tensor::Tensor};
+/// use score_core::ScoreFn;
+/// type B = NdArray<f32>;
+/// // Score of N(0, I): −x.
+/// let s = |x: Tensor<B, 2>, _t: Tensor<B, 1>| -x;
+/// let dev = Default::default();
+/// let out = s.score(Tensor::ones([3, 2], &dev), Tensor::zeros([3], &dev));
+/// assert_eq!(out.into_data().to_vec::<f32>().unwrap(), vec![-1.0; 6]);
+/// ```
+pub trait ScoreFn<B: Backend, const D: usize> {
+    /// The score at `x` and per-sample times `t`.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, …]`, `t`: `[n]`; output: same as `x`
+    fn score(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D>;
+}
+
+impl<B, const D: usize, F> ScoreFn<B, D> for F
+where
+    B: Backend,
+    F: Fn(Tensor<B, D>, Tensor<B, 1>) -> Tensor<B, D>,
+{
+    fn score(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
+        self(x, t)
+    }
+}
+
+/// An energy `E(x, t)`, the negative unnormalised log-density of `p_t`.
+pub trait EnergyFn<B: Backend, const D: usize> {
+    /// Per-sample energy.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, …]`, `t`: `[n]`; output: `[n]`
+    fn energy(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, 1>;
+}
+
+/// The score `−∇x E(x, t)` of an energy defined on an autodiff backend, evaluated for inputs on
+/// its inner backend — what samplers run on. One backward pass per call.
+///
+/// ```
+/// use burn::backend::{Autodiff, NdArray};
+/// use burn::tensor::Tensor;
+/// use score_core::{AutodiffScore, EnergyFn, ScoreFn};
+/// type A = Autodiff<NdArray<f32>>;
+/// struct Quadratic;
+/// impl EnergyFn<A, 2> for Quadratic {
+///     fn energy(&self, x: Tensor<A, 2>, _t: Tensor<A, 1>) -> Tensor<A, 1> {
+///         x.square().sum_dim(1).squeeze_dim(1).mul_scalar(0.5)
+///     }
+/// }
+/// let dev = Default::default();
+/// let s = AutodiffScore::<_, A>::new(Quadratic);
+/// let out = s.score(Tensor::ones([2, 2], &dev), Tensor::zeros([2], &dev));
+/// assert_eq!(out.into_data().to_vec::<f32>().unwrap(), vec![-1.0; 4]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct AutodiffScore<E, B> {
+    energy: E,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<E, B> AutodiffScore<E, B> {
+    /// Wraps an energy.
+    pub fn new(energy: E) -> Self {
+        Self {
+            energy,
+            _backend: std::marker::PhantomData,
+        }
+    }
+    /// The wrapped energy.
+    pub fn energy(&self) -> &E {
+        &self.energy
+    }
+}
+
+impl<B, E, const D: usize> ScoreFn<B::InnerBackend, D> for AutodiffScore<E, B>
+where
+    B: AutodiffBackend,
+    E: EnergyFn<B, D>,
+{
+    fn score(
+        &self,
+        x: Tensor<B::InnerBackend, D>,
+        t: Tensor<B::InnerBackend, 1>,
+    ) -> Tensor<B::InnerBackend, D> {
+        energy_score::<B, E, D>(&self.energy, x, t)
+    }
+}
+
+/// `−∇x E(x, t)` by one backward pass on the autodiff backend `B`.
+pub fn energy_score<B: AutodiffBackend, E: EnergyFn<B, D>, const D: usize>(
+    energy: &E,
+    x: Tensor<B::InnerBackend, D>,
+    t: Tensor<B::InnerBackend, 1>,
+) -> Tensor<B::InnerBackend, D> {
+    let x = Tensor::<B, D>::from_inner(x).require_grad();
+    let e = energy.energy(x.clone(), Tensor::from_inner(t));
+    let grads = e.sum().backward();
+    x.grad(&grads)
+        .expect("the energy depends on x, so x has a gradient")
+        .neg()
+}
