@@ -4,6 +4,8 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend, cast::ToElement};
 
+use crate::error::{CoreError, Result};
+
 /// Reshapes per-sample values `[n]` to `[n, 1, …, 1]` (rank `D`) so they broadcast over the data.
 ///
 /// # Shapes
@@ -49,7 +51,21 @@ pub fn all_finite<B: Backend, const D: usize>(x: &Tensor<B, D>) -> bool {
     x.clone().is_finite().all().into_scalar().to_bool()
 }
 
-/// Per-sample squared norm over all but the batch dimension.
+/// `Ok(())` when every entry of `x` is finite, else [`CoreError::NonFinite`] naming the step and
+/// time at which the value appeared (for samplers and training loops).
+pub fn ensure_finite<B: Backend, const D: usize>(
+    x: &Tensor<B, D>,
+    step: usize,
+    t: f64,
+) -> Result<()> {
+    if all_finite(x) {
+        Ok(())
+    } else {
+        Err(CoreError::NonFinite { step, t })
+    }
+}
+
+/// Per-sample sum over all but the batch dimension.
 ///
 /// # Shapes
 /// - input: `[n, …]`
@@ -87,5 +103,13 @@ mod tests {
         assert!(!all_finite(&bad));
         let inf = Tensor::<B, 1>::from_floats([f32::INFINITY, 0.0], &dev);
         assert!(!all_finite(&inf));
+        assert_eq!(
+            ensure_finite(&inf, 7, 0.25),
+            Err(CoreError::NonFinite { step: 7, t: 0.25 })
+        );
+        assert_eq!(
+            ensure_finite(&Tensor::<B, 1>::zeros([3], &dev), 0, 1.0),
+            Ok(())
+        );
     }
 }
