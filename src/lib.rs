@@ -1,1 +1,69 @@
-//! placeholder
+//! # score-sde
+//!
+//! Score-based generative modelling on [burn](https://burn.dev), generic over backends: the same
+//! code runs on the CPU (NdArray, Flex) or the GPU (wgpu, CUDA), chosen by this crate's features.
+//!
+//! This facade re-exports the workspace's crates and names the backend the features selected:
+//!
+//! - [`score_core`]: SDEs, noise schedules, score traits, exact analytic targets, noise;
+//! - [`score_nets`]: time embeddings, time-conditioned MLPs, energy networks, U-Net, `ScoreModel`;
+//! - [`score_train`]: score-matching losses and the training loop;
+//! - [`score_sample`]: Langevin, predictor–corrector, probability-flow ODE, likelihoods.
+//!
+//! ```
+//! use score_sde::backend::Selected;
+//! use score_sde::score_core::{GaussianMixture, ScoreFn, VpSde};
+//! use burn::tensor::Tensor;
+//! let dev = Default::default();
+//! let target = GaussianMixture::ring(8, 4.0, 0.2).unwrap().diffused(VpSde::default());
+//! let s = target.score(Tensor::<Selected, 2>::zeros([4, 2], &dev), Tensor::full([4], 0.5, &dev));
+//! assert_eq!(s.dims(), [4, 2]);
+//! ```
+
+pub use score_core;
+pub use score_nets;
+pub use score_sample;
+pub use score_train;
+
+/// Backends selected by the crate features (`ndarray` by default; `flex`, `wgpu`, `cuda`).
+pub mod backend {
+    pub use burn::backend::Autodiff;
+
+    /// The NdArray CPU backend in f32.
+    #[cfg(feature = "ndarray")]
+    pub type NdArray = burn::backend::NdArray<f32>;
+    /// burn's Flex CPU backend.
+    #[cfg(feature = "flex")]
+    pub type Flex = burn::backend::Flex;
+    /// The wgpu GPU backend (Vulkan, Metal, DX12; Mesa's lavapipe on machines without a GPU).
+    #[cfg(feature = "wgpu")]
+    pub type Wgpu = burn::backend::Wgpu;
+    /// The CUDA backend.
+    #[cfg(feature = "cuda")]
+    pub type Cuda = burn::backend::Cuda;
+
+    /// The backend the features select, by preference CUDA > wgpu > Flex > NdArray.
+    #[cfg(feature = "cuda")]
+    pub type Selected = Cuda;
+    /// The backend the features select, by preference CUDA > wgpu > Flex > NdArray.
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    pub type Selected = Wgpu;
+    /// The backend the features select, by preference CUDA > wgpu > Flex > NdArray.
+    #[cfg(all(feature = "flex", not(any(feature = "cuda", feature = "wgpu"))))]
+    pub type Selected = Flex;
+    /// The backend the features select, by preference CUDA > wgpu > Flex > NdArray.
+    #[cfg(all(
+        feature = "ndarray",
+        not(any(feature = "cuda", feature = "wgpu", feature = "flex"))
+    ))]
+    pub type Selected = NdArray;
+
+    /// [`Selected`] with automatic differentiation, for training.
+    #[cfg(any(
+        feature = "ndarray",
+        feature = "flex",
+        feature = "wgpu",
+        feature = "cuda"
+    ))]
+    pub type SelectedAutodiff = Autodiff<Selected>;
+}
