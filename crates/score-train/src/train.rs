@@ -1,0 +1,534 @@
+//! The training loop: Adam with learning-rate warm-up, global gradient-norm clipping, an EMA of
+//! the weights, an evaluation hook, a progress bar, a CSV loss history, and checkpoints from which
+//! an interrupted run resumes to exactly the parameters of an uninterrupted one.
+//!
+//! Determinism: the loss draws its noise from a [`NoiseSource`] keyed by the step, the data closure
+//! receives the step, and the checkpoint stores the model, EMA and Adam moments at full precision
+//! with the step and seed. Resuming rebuilds exactly the state the run had, so on a deterministic
+//! backend (the CPU ones) the remaining steps repeat bit for bit.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::config::Config;
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
+use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend, cast::ToElement};
+use indicatif::{ProgressBar, ProgressStyle};
+use score_core::NoiseSource;
+
+use crate::checkpoint::Checkpoint;
+use crate::ema::{Ema, EmaConfig};
+use crate::error::TrainError;
+use crate::loss::Loss;
+
+/// Settings of [`Trainer`].
+#[derive(Config, Debug)]
+pub struct TrainerConfig {
+    /// Total number of optimisation steps.
+    #[config(default = 1000)]
+    pub steps: u64,
+    /// Peak learning rate of Adam.
+    #[config(default = 2e-4)]
+    pub learning_rate: f64,
+    /// Steps of linear learning-rate warm-up (`lr · min(1, (step + 1)/warmup)`); 0 for none.
+    #[config(default = 0)]
+    pub warmup_steps: u64,
+    /// Largest global gradient norm; larger gradients are rescaled to it (score_sde: 1.0).
+    #[config(default = "Some(1.0)")]
+    pub grad_clip_norm: Option<f64>,
+    /// Adam's moments and ε (its own clipping setting is ignored: clipping here is global).
+    #[config(default = "AdamConfig::new()")]
+    pub adam: AdamConfig,
+    /// EMA of the weights.
+    #[config(default = "EmaConfig::new()")]
+    pub ema: EmaConfig,
+    /// Seed of the noise source the loss draws from.
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Where checkpoints go (one file, replaced atomically).
+    #[config(default = "None")]
+    pub checkpoint_path: Option<PathBuf>,
+    /// Write a checkpoint every this many steps (and at the end), if a path is set.
+    #[config(default = "None")]
+    pub checkpoint_every: Option<u64>,
+    /// Call the evaluation hook every this many steps (and at the end).
+    #[config(default = "None")]
+    pub eval_every: Option<u64>,
+    /// Where to write the loss history as CSV (at every checkpoint and at the end).
+    #[config(default = "None")]
+    pub history_csv: Option<PathBuf>,
+    /// Show a progress bar (steps/s, loss, ETA) on the terminal.
+    #[config(default = false)]
+    pub progress: bool,
+}
+
+impl TrainerConfig {
+    /// Checks every setting.
+    pub fn validate(&self) -> crate::Result<()> {
+        crate::error::ensure_positive("learning_rate", self.learning_rate)?;
+        if let Some(c) = self.grad_clip_norm {
+            crate::error::ensure_positive("grad_clip_norm", c)?;
+        }
+        for (name, v) in [
+            ("checkpoint_every", self.checkpoint_every),
+            ("eval_every", self.eval_every),
+        ] {
+            if v == Some(0) {
+                return Err(TrainError::invalid(name, 0, "must be at least 1"));
+            }
+        }
+        self.ema.validate()
+    }
+
+    /// The learning rate at `step` (0-based) after warm-up.
+    pub fn learning_rate_at(&self, step: u64) -> f64 {
+        if self.warmup_steps == 0 {
+            self.learning_rate
+        } else {
+            self.learning_rate * ((step + 1) as f64 / self.warmup_steps as f64).min(1.0)
+        }
+    }
+}
+
+/// One row of the loss history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryRow {
+    /// The step (0-based) whose loss this is.
+    pub step: u64,
+    /// The loss before the update.
+    pub loss: f64,
+    /// Learning rate of the update.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// What the evaluation hook returned after this step, if it ran.
+    pub eval: Option<f64>,
+}
+
+/// Called every `eval_every` steps with the step count, the model and its EMA (inner backend).
+/// Closures `FnMut(u64, &M, &M) -> Option<f64>` implement it; the value goes to the history.
+pub trait EvalHook<M> {
+    /// Evaluates after `step` steps; the returned value is recorded.
+    fn eval(&mut self, step: u64, model: &M, ema: &M) -> Option<f64>;
+}
+
+impl<M, F: FnMut(u64, &M, &M) -> Option<f64>> EvalHook<M> for F {
+    fn eval(&mut self, step: u64, model: &M, ema: &M) -> Option<f64> {
+        self(step, model, ema)
+    }
+}
+
+/// What a call to [`Trainer::fit`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainReport {
+    /// Steps completed in total (including those before a resume).
+    pub step: u64,
+    /// Steps run by this call.
+    pub steps_run: u64,
+    /// Loss of the last step run, if any.
+    pub last_loss: Option<f64>,
+    /// Training steps per second in this call.
+    pub steps_per_sec: f64,
+}
+
+type Recorder_ = BinBytesRecorder<FullPrecisionSettings>;
+
+/// A training run: model, optimiser, EMA, step and history. See the module docs.
+///
+/// ```
+/// use burn::backend::{Autodiff, NdArray};
+/// use burn::module::{Module, Param};
+/// use burn::tensor::{Tensor, backend::Backend};
+/// use score_core::{NoiseKey, NoiseSource, ScoreFn};
+/// use score_train::{DenoisingScoreMatching, Trainer, TrainerConfig};
+/// type B = Autodiff<NdArray<f32>>;
+///
+/// /// The score of N(0, c²I) with c learned: s(x) = −x·θ.
+/// #[derive(Module, Debug)]
+/// struct Precision<B: Backend> { theta: Param<Tensor<B, 1>> }
+/// impl<B: Backend> ScoreFn<B, 2> for Precision<B> {
+///     fn score(&self, x: Tensor<B, 2>, _t: Tensor<B, 1>) -> Tensor<B, 2> {
+///         -x * self.theta.val().unsqueeze_dim(0)
+///     }
+/// }
+/// let dev = Default::default();
+/// let model = Precision::<B> { theta: Param::from_tensor(Tensor::ones([1], &dev)) };
+/// let config = TrainerConfig::new().with_steps(300).with_learning_rate(0.05);
+/// let mut trainer = Trainer::new(model, config).unwrap();
+/// let data = |step: u64| NoiseSource::new(9).normal::<B, 2>([256, 2], NoiseKey::new(step, 0), &dev).mul_scalar(2.0);
+/// let report = trainer.fit(&DenoisingScoreMatching::new(1.0).unwrap(), data, &mut ()).unwrap();
+/// assert_eq!(report.step, 300);
+/// // Data N(0, 4I) plus noise σ = 1: the optimal θ is 1/(4 + 1) = 0.2.
+/// let theta = trainer.model().theta.val().into_scalar();
+/// assert!((theta - 0.2).abs() < 0.03, "{theta}");
+/// ```
+pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B>> {
+    config: TrainerConfig,
+    model: M,
+    optim: OptimizerAdaptor<Adam, M, B>,
+    ema: Ema<M::InnerModule>,
+    step: u64,
+    noise: NoiseSource,
+    history: Vec<HistoryRow>,
+}
+
+/// The do-nothing evaluation hook.
+impl<M> EvalHook<M> for () {
+    fn eval(&mut self, _step: u64, _model: &M, _ema: &M) -> Option<f64> {
+        None
+    }
+}
+
+impl<B, M> Trainer<B, M>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + Clone,
+{
+    /// Starts a run at step 0. All of `model`'s parameters are initialised here (burn's lazy
+    /// parameters would otherwise initialise separately in the EMA copy).
+    pub fn new(model: M, config: TrainerConfig) -> crate::Result<Self> {
+        config.validate()?;
+        // `valid()` reads every parameter, which initialises the lazy ones in place.
+        let ema = config.ema.init(model.valid())?;
+        Ok(Self {
+            optim: config.adam.init(),
+            noise: NoiseSource::new(config.seed),
+            config,
+            model,
+            ema,
+            step: 0,
+            history: Vec::new(),
+        })
+    }
+
+    /// Continues the run saved at `config.checkpoint_path` if that file exists, else starts anew.
+    /// `model` must have the architecture of the saved one (its values are replaced).
+    pub fn resume_or_new(model: M, config: TrainerConfig) -> crate::Result<Self> {
+        let path = config.checkpoint_path.clone();
+        let mut trainer = Self::new(model, config)?;
+        if let Some(path) = path.filter(|p| p.exists()) {
+            trainer.load_checkpoint(&path)?;
+        }
+        Ok(trainer)
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+    /// The EMA of the model's weights (inner backend: what samplers use).
+    pub fn ema(&self) -> &M::InnerModule {
+        self.ema.module()
+    }
+    /// Steps completed.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+    /// The settings.
+    pub fn config(&self) -> &TrainerConfig {
+        &self.config
+    }
+    /// The loss history so far (including steps before a resume).
+    pub fn history(&self) -> &[HistoryRow] {
+        &self.history
+    }
+    /// The noise source of the loss.
+    pub fn noise(&self) -> NoiseSource {
+        self.noise
+    }
+
+    /// Trains from the current step up to `config.steps`. `data(step)` gives the batch of a step
+    /// (a pure function of the step keeps runs reproducible).
+    ///
+    /// A NaN or infinite loss or gradient norm stops training with [`TrainError::NonFinite`]
+    /// before that step's update; the last checkpoint written is left as it was.
+    pub fn fit<L, F, H, const D: usize>(
+        &mut self,
+        loss: &L,
+        mut data: F,
+        eval: &mut H,
+    ) -> crate::Result<TrainReport>
+    where
+        L: Loss<B, M, D>,
+        F: FnMut(u64) -> Tensor<B, D>,
+        H: EvalHook<M::InnerModule>,
+    {
+        let start = (self.step, Instant::now());
+        let bar = self.progress_bar();
+        let mut last_loss = None;
+        while self.step < self.config.steps {
+            let row = self.train_step(loss, data(self.step))?;
+            last_loss = Some(row.loss);
+            self.history.push(row);
+            bar.set_position(self.step);
+            if self.step.is_multiple_of(10) || self.step == self.config.steps {
+                bar.set_message(format!("{:.4}", row.loss));
+            }
+            let done = self.step == self.config.steps;
+            if self.config.eval_every.is_some_and(|k| self.step.is_multiple_of(k)) || done {
+                let value = eval.eval(self.step, &self.model.valid(), self.ema.module());
+                if let Some(last) = self.history.last_mut() {
+                    last.eval = value;
+                }
+            }
+            let every = self.config.checkpoint_every;
+            if let Some(path) = self.config.checkpoint_path.clone()
+                && (every.is_some_and(|k| self.step.is_multiple_of(k)) || done)
+            {
+                self.save_checkpoint(&path)?;
+            }
+        }
+        bar.finish_and_clear();
+        if let Some(path) = &self.config.history_csv {
+            self.write_history_csv(path)?;
+        }
+        let steps_run = self.step - start.0;
+        Ok(TrainReport {
+            step: self.step,
+            steps_run,
+            last_loss,
+            steps_per_sec: steps_run as f64 / start.1.elapsed().as_secs_f64().max(1e-9),
+        })
+    }
+
+    /// One optimisation step on batch `x0`: loss, backward, clipping, Adam, EMA.
+    pub fn train_step<L, const D: usize>(
+        &mut self,
+        loss: &L,
+        x0: Tensor<B, D>,
+    ) -> crate::Result<HistoryRow>
+    where
+        L: Loss<B, M, D>,
+    {
+        let step = self.step;
+        let value = loss.loss(&self.model, x0, &self.noise, step);
+        let loss_value = value.clone().into_scalar().to_f64();
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                loss: loss_value,
+            });
+        }
+        let mut grads = GradientsParams::from_grads(value.backward(), &self.model);
+        let grad_norm = global_grad_norm::<B, M>(&self.model, &grads);
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                loss: grad_norm,
+            });
+        }
+        if let Some(max) = self.config.grad_clip_norm
+            && grad_norm > max
+        {
+            scale_grads::<B, M>(&self.model, &mut grads, max / grad_norm);
+        }
+        let lr = self.config.learning_rate_at(step);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.ema.update(&self.model.valid(), step);
+        self.step += 1;
+        Ok(HistoryRow {
+            step,
+            loss: loss_value,
+            lr,
+            grad_norm,
+            eval: None,
+        })
+    }
+
+    fn progress_bar(&self) -> ProgressBar {
+        if !self.config.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(self.config.steps);
+        let style = ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} loss {msg} ETA {eta}",
+        )
+        .expect("a valid template");
+        bar.set_style(style.progress_chars("=> "));
+        bar.set_position(self.step);
+        bar
+    }
+
+    /// Writes the current state to `path` atomically.
+    pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> crate::Result<()> {
+        let path = path.as_ref();
+        let rec = Recorder_::default();
+        let encode = |r: Result<Vec<u8>, burn::record::RecorderError>| {
+            r.map_err(|e| TrainError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("encoding failed: {e}"),
+            })
+        };
+        let checkpoint = Checkpoint {
+            step: self.step,
+            seed: self.noise.seed(),
+            model: encode(Recorder::<B>::record(
+                &rec,
+                self.model.clone().into_record(),
+                (),
+            ))?,
+            ema: encode(Recorder::<B::InnerBackend>::record(
+                &rec,
+                self.ema.module().clone().into_record(),
+                (),
+            ))?,
+            optimizer: encode(Recorder::<B>::record(&rec, self.optim.to_record(), ()))?,
+            history: encode_history(&self.history),
+        };
+        checkpoint.write_atomic(path)?;
+        if let Some(csv) = &self.config.history_csv {
+            self.write_history_csv(csv)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the state by the checkpoint at `path` after validating it; on any error the
+    /// trainer is left unchanged.
+    pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> crate::Result<()> {
+        let path = path.as_ref();
+        let c = Checkpoint::read(path)?;
+        let device = self.model.devices().into_iter().next().unwrap_or_default();
+        let history = decode_history(&c.history).ok_or_else(|| TrainError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "history section has a partial row".into(),
+        })?;
+        let model_record = decode::<B, M::Record>(&c.model, &device, path, "model")?;
+        let ema_record = decode::<
+            B::InnerBackend,
+            <M::InnerModule as Module<B::InnerBackend>>::Record,
+        >(&c.ema, &device, path, "EMA")?;
+        type OptimRecord<B, M> = <OptimizerAdaptor<Adam, M, B> as Optimizer<M, B>>::Record;
+        let optim_record =
+            decode::<B, OptimRecord<B, M>>(&c.optimizer, &device, path, "optimizer")?;
+        self.model = self.model.clone().load_record(model_record);
+        let ema = self.ema.module().clone().load_record(ema_record);
+        self.ema.set_module(ema);
+        self.optim = self.config.adam.init().load_record(optim_record);
+        self.step = c.step;
+        self.noise = NoiseSource::new(c.seed);
+        self.history = history;
+        Ok(())
+    }
+
+    /// Writes the loss history as CSV: `step,loss,lr,grad_norm,eval`.
+    pub fn write_history_csv(&self, path: impl AsRef<Path>) -> crate::Result<()> {
+        let path = path.as_ref();
+        let mut out = String::from("step,loss,lr,grad_norm,eval\n");
+        for r in &self.history {
+            let eval = r.eval.map(|e| e.to_string()).unwrap_or_default();
+            out.push_str(&format!(
+                "{},{},{},{},{}\n",
+                r.step, r.loss, r.lr, r.grad_norm, eval
+            ));
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        }
+        std::fs::write(path, out).map_err(|e| TrainError::io(path, e))
+    }
+}
+
+/// Decodes one record. The bytes passed the checkpoint's checksum, so they are what was written;
+/// burn's decoder still panics if they were written for another architecture, which is caught
+/// and reported as [`TrainError::Corrupt`].
+fn decode<B: Backend, R: Record<B>>(
+    bytes: &[u8],
+    device: &B::Device,
+    path: &Path,
+    what: &str,
+) -> crate::Result<R> {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Recorder::<B>::load::<R>(&Recorder_::default(), bytes.to_vec(), device)
+    }));
+    match result {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(TrainError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("{what} record: {e}"),
+        }),
+        Err(_) => Err(TrainError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("{what} record does not match this model"),
+        }),
+    }
+}
+
+fn encode_history(rows: &[HistoryRow]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() * 40);
+    for r in rows {
+        out.extend_from_slice(&r.step.to_le_bytes());
+        for v in [r.loss, r.lr, r.grad_norm, r.eval.unwrap_or(f64::NAN)] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn decode_history(bytes: &[u8]) -> Option<Vec<HistoryRow>> {
+    if !bytes.len().is_multiple_of(40) {
+        return None;
+    }
+    let f = |c: &[u8], i: usize| f64::from_le_bytes(c[i..i + 8].try_into().expect("8 bytes"));
+    Some(
+        bytes
+            .chunks(40)
+            .map(|c| HistoryRow {
+                step: u64::from_le_bytes(c[..8].try_into().expect("8 bytes")),
+                loss: f(c, 8),
+                lr: f(c, 16),
+                grad_norm: f(c, 24),
+                eval: Some(f(c, 32)).filter(|e| !e.is_nan()),
+            })
+            .collect(),
+    )
+}
+
+/// `‖g‖₂` over all parameters' gradients together (one value read back).
+pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &GradientsParams,
+) -> f64 {
+    struct Norm<'a, B: AutodiffBackend> {
+        grads: &'a GradientsParams,
+        sum: Option<Tensor<B::InnerBackend, 1>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Norm<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+                let sq = g.square().sum();
+                self.sum = Some(match self.sum.take() {
+                    Some(s) => s + sq,
+                    None => sq,
+                });
+            }
+        }
+    }
+    let mut v = Norm::<B> { grads, sum: None };
+    model.visit(&mut v);
+    v.sum
+        .map(|s| s.into_scalar().to_f64().sqrt())
+        .unwrap_or(0.0)
+}
+
+/// Multiplies every gradient by `factor` (global-norm clipping).
+fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &mut GradientsParams,
+    factor: f64,
+) {
+    struct Scale<'a> {
+        grads: &'a mut GradientsParams,
+        factor: f64,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+                self.grads.register(param.id, g.mul_scalar(self.factor));
+            }
+        }
+    }
+    model.visit(&mut Scale { grads, factor });
+}
