@@ -1,1 +1,61 @@
-//! placeholder
+//! # score-nets
+//!
+//! Score networks on burn, generic over backends:
+//!
+//! - [`embedding`]: sinusoidal, Gaussian Fourier and linear time embeddings, optionally followed
+//!   by an MLP;
+//! - [`mlp`]: a time-conditioned MLP for low-dimensional data with concat / add / FiLM /
+//!   adaptive-LayerNorm conditioning, twice differentiable;
+//! - [`energy`]: energy MLPs `E(x)` and `E(x, t)` implementing score-core's
+//!   [`EnergyFn`](score_core::EnergyFn);
+//! - [`model`]: [`ScoreModel`], the one place where a network's output (score, noise, denoised)
+//!   becomes a score;
+//! - [`layers`]: the shared pieces (twice-differentiable dense layer, activations, lazy
+//!   parameter materialisation);
+//! - [`error`]: typed errors.
+//!
+//! ## Second-order gradients
+//!
+//! Losses that differentiate the network's input gradient (energy nets, explicit and sliced
+//! score matching) nest autodiff: with `Inner = Autodiff<B>` and `Outer = Autodiff<Inner>`, lift
+//! the model with [`AutodiffModule::from_inner`](burn::module::AutodiffModule::from_inner) and
+//! the input with `Tensor::<Outer, D>::from_inner(x).require_grad()`; the input gradient of the
+//! outer graph is an `Inner` tensor that still depends on the parameters. Every network here
+//! computes its dense layers as matmuls for that reason (burn's fused `linear` op has no second
+//! derivative), and every `init` materialises the lazy parameters before returning.
+//!
+//! ```
+//! use burn::backend::{Autodiff, NdArray};
+//! use burn::module::AutodiffModule;
+//! use burn::tensor::Tensor;
+//! use score_core::energy_score;
+//! use score_nets::{EnergyMlp, EnergyMlpConfig};
+//! type Inner = Autodiff<NdArray<f32>>;
+//! type Outer = Autodiff<Inner>;
+//! let dev = Default::default();
+//! let energy = EnergyMlpConfig::new(2).with_hidden_size(16).init::<Inner>(&dev).unwrap();
+//! let x = Tensor::<Inner, 2>::ones([8, 2], &dev);
+//! let t = Tensor::<Inner, 1>::zeros([8], &dev);
+//! // Score −∇x E on the inner graph, differentiable in the parameters.
+//! let lifted: EnergyMlp<Outer> = AutodiffModule::from_inner(energy.clone());
+//! let s = energy_score::<Outer, _, 2>(&lifted, x, t);
+//! let loss = s.square().sum();
+//! let grads = loss.backward();
+//! assert!(energy.output.weight.grad(&grads).is_some());
+//! ```
+
+pub mod embedding;
+pub mod energy;
+pub mod error;
+pub mod layers;
+pub mod mlp;
+pub mod model;
+
+pub use embedding::{EmbeddingKind, TimeEmbedding, TimeEmbeddingConfig};
+pub use energy::{
+    EnergyMlp, EnergyMlpConfig, NoiseConditionalEnergy, NoiseConditionalEnergyConfig,
+};
+pub use error::{NetsError, Result};
+pub use layers::{Activation, dense, layer_norm, materialize, param_shapes};
+pub use mlp::{Conditioning, TimeMlp, TimeMlpConfig};
+pub use model::{Parameterization, ScoreModel, TimeNet};
