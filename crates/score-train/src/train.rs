@@ -268,7 +268,12 @@ where
                 bar.set_message(format!("{:.4}", row.loss));
             }
             let done = self.step == self.config.steps;
-            if self.config.eval_every.is_some_and(|k| self.step.is_multiple_of(k)) || done {
+            if self
+                .config
+                .eval_every
+                .is_some_and(|k| self.step.is_multiple_of(k))
+                || done
+            {
                 let value = eval.eval(self.step, &self.model.valid(), self.ema.module());
                 if let Some(last) = self.history.last_mut() {
                     last.eval = value;
