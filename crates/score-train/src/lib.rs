@@ -42,4 +42,4 @@ pub use loss::{
     Projection, Reduction, SdeLoss, SlicedEstimator, SlicedScoreMatching, TimeSampling, Weighting,
 };
 pub use train::{EvalHook, HistoryRow, TrainReport, Trainer, TrainerConfig};
-pub use view::{AsEnergy, AsScore, Exact, LiftedScoreView, ScoreView};
+pub use view::{AsEnergy, AsOutput, AsScore, Exact, LiftedScoreView, ScoreView};

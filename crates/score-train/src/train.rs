@@ -408,10 +408,29 @@ where
         type OptimRecord<B, M> = <OptimizerAdaptor<Adam, M, B> as Optimizer<M, B>>::Record;
         let optim_record =
             decode::<B, OptimRecord<B, M>>(&c.optimizer, &device, path, "optimizer")?;
-        self.model = self.model.clone().load_record(model_record);
-        let ema = self.ema.module().clone().load_record(ema_record);
+        // burn asserts (panics) when a record's structure differs from the module's, and does not
+        // compare shapes at all: both are checked here so a mismatch is an error, not a crash.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (
+                self.model.clone().load_record(model_record),
+                self.ema.module().clone().load_record(ema_record),
+                self.config.adam.init().load_record(optim_record),
+            )
+        }));
+        let mismatch = || TrainError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "its records do not match this model's architecture".into(),
+        };
+        let (model, ema, optim) = loaded.map_err(|_| mismatch())?;
+        if param_shapes::<B, M>(&model) != param_shapes::<B, M>(&self.model)
+            || param_shapes::<B::InnerBackend, M::InnerModule>(&ema)
+                != param_shapes::<B::InnerBackend, M::InnerModule>(self.ema.module())
+        {
+            return Err(mismatch());
+        }
+        self.model = model;
         self.ema.set_module(ema);
-        self.optim = self.config.adam.init().load_record(optim_record);
+        self.optim = optim;
         self.step = c.step;
         self.noise = NoiseSource::new(c.seed);
         self.history = history;
@@ -489,6 +508,19 @@ fn decode_history(bytes: &[u8]) -> Option<Vec<HistoryRow>> {
             })
             .collect(),
     )
+}
+
+/// The shape of every float parameter, in visiting order.
+fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
+    struct Shapes(Vec<Vec<usize>>);
+    impl<B: Backend> ModuleVisitor<B> for Shapes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.val().dims().to_vec());
+        }
+    }
+    let mut v = Shapes(Vec::new());
+    module.visit(&mut v);
+    v.0
 }
 
 /// `‖g‖₂` over all parameters' gradients together (one value read back).

@@ -15,6 +15,7 @@ use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, HasAutodiffModule};
 use burn::tensor::{Tensor, backend::Backend};
 use score_core::{EnergyFn, ScoreFn, energy_score};
+use score_nets::TimeNet;
 
 /// The backend one autodiff level above `B`.
 pub type Lifted<B> = Autodiff<B>;
@@ -50,6 +51,12 @@ pub struct AsScore;
 /// The model is an energy network: it implements [`EnergyFn`] and its score is `−∇x E(x, t)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AsEnergy;
+
+/// The model's raw output, not a score: for losses written on the output itself, such as DDPM's
+/// ε-loss with [`DdpmTarget::Epsilon`](crate::DdpmTarget::Epsilon). Reads any score-nets
+/// [`TimeNet`] directly, with no conversion (and no host round trip for the marginal).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AsOutput;
 
 /// The model is an analytic score (e.g. `score_core::Diffused`) that implements [`ScoreFn`] on
 /// every backend; it has no parameters, so nothing is lifted.
@@ -134,5 +141,11 @@ where
         t: Tensor<Lifted<B>, 1>,
     ) -> Tensor<Lifted<B>, D> {
         model.score(x, t)
+    }
+}
+
+impl<B: Backend, M: TimeNet<B, D>, const D: usize> ScoreView<B, M, D> for AsOutput {
+    fn score(&self, model: &M, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
+        model.forward(x, t)
     }
 }
