@@ -65,6 +65,15 @@ pub enum NetsError {
         /// What was wrong.
         reason: String,
     },
+    /// A weight file whose record has another structure than the module loading it (another
+    /// number of layers, say), detected by burn while loading.
+    #[error("weight file {path} does not fit the module: {reason}")]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// burn's description of the mismatch.
+        reason: String,
+    },
     /// A weight file whose parameters do not have the shapes of the module loading it.
     #[error(
         "weight file {path} does not fit the module: parameter {param} has shape {found:?}, expected {expected:?}"

@@ -8,10 +8,14 @@
 //!   adaptive-LayerNorm conditioning, twice differentiable;
 //! - [`energy`]: energy MLPs `E(x)` and `E(x, t)` implementing score-core's
 //!   [`EnergyFn`](score_core::EnergyFn);
+//! - [`unet`]: a U-Net for images (GroupNorm residual blocks with the time embedding, skips,
+//!   self-attention), for 28×28 and 32×32 inputs;
 //! - [`model`]: [`ScoreModel`], the one place where a network's output (score, noise, denoised)
 //!   becomes a score;
 //! - [`layers`]: the shared pieces (twice-differentiable dense layer, activations, lazy
 //!   parameter materialisation);
+//! - [`checkpoint`]: saving and loading weights with burn's recorders, with typed errors for
+//!   corrupt files and wrong shapes;
 //! - [`error`]: typed errors.
 //!
 //! ## Second-order gradients
@@ -44,13 +48,16 @@
 //! assert!(energy.output.weight.grad(&grads).is_some());
 //! ```
 
+pub mod checkpoint;
 pub mod embedding;
 pub mod energy;
 pub mod error;
 pub mod layers;
 pub mod mlp;
 pub mod model;
+pub mod unet;
 
+pub use checkpoint::{load_module, save_module};
 pub use embedding::{EmbeddingKind, TimeEmbedding, TimeEmbeddingConfig};
 pub use energy::{
     EnergyMlp, EnergyMlpConfig, NoiseConditionalEnergy, NoiseConditionalEnergyConfig,
@@ -59,3 +66,4 @@ pub use error::{NetsError, Result};
 pub use layers::{Activation, dense, layer_norm, materialize, param_shapes};
 pub use mlp::{Conditioning, TimeMlp, TimeMlpConfig};
 pub use model::{Parameterization, ScoreModel, TimeNet};
+pub use unet::{AttentionBlock, AttentionBlockConfig, ResBlock, ResBlockConfig, UNet, UNetConfig};
