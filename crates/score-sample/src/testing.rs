@@ -83,7 +83,7 @@ pub struct HostScore<S>(pub Diffused<S>);
 
 impl<B: Backend, S: Sde, const D: usize> ScoreFn<B, D> for HostScore<S> {
     fn score(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
-        let t = to_f64(t.slice([0..1]))[0];
+        let t = first(t);
         mixture_score(&self.0.at(t).expect("t within the SDE's range"), x)
     }
 }
@@ -117,10 +117,9 @@ fn mixture_score<B: Backend, const D: usize>(p: &GaussianMixture, x: Tensor<B, D
             z += *l;
         }
         let mut s = [0.0f64; 8];
-        for c in 0..k {
-            let (mu, var) = (&p.means()[c], &p.variances()[c]);
+        for (r, (mu, var)) in lp.iter().zip(p.means().iter().zip(p.variances())) {
             for j in 0..d {
-                s[j] -= lp[c] / z * (pt[j] - mu[j]) / var[j];
+                s[j] -= r / z * (pt[j] - mu[j]) / var[j];
             }
         }
         pt.copy_from_slice(&s[..d]);
@@ -156,4 +155,9 @@ pub fn radial_stats(pts: &[f64]) -> (f64, f64) {
     let mean = r.iter().sum::<f64>() / n;
     let var = r.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (mean, var.sqrt())
+}
+
+/// The first entry of a `[n]` time tensor (the batch's common time).
+pub fn first<B: Backend>(t: Tensor<B, 1>) -> f64 {
+    to_f64(t)[0]
 }
