@@ -149,3 +149,19 @@ impl<B: Backend, M: TimeNet<B, D>, const D: usize> ScoreView<B, M, D> for AsOutp
         model.forward(x, t)
     }
 }
+
+impl<B, M, const D: usize> LiftedScoreView<B, M, D> for AsOutput
+where
+    B: Backend,
+    M: TimeNet<B, D> + HasAutodiffModule<Lifted<B>> + Clone,
+    M::TrainModule: TimeNet<Lifted<B>, D>,
+{
+    fn lifted_score(
+        &self,
+        model: &M,
+        x: Tensor<Lifted<B>, D>,
+        t: Tensor<Lifted<B>, 1>,
+    ) -> Tensor<Lifted<B>, D> {
+        lift::<B, M>(model).forward(x, t)
+    }
+}
