@@ -1,18 +1,18 @@
 //! Backend swapping is tested, not assumed: the same computations run on the NdArray CPU backend
-//! and on the backend the features select (`--features wgpu`, `cuda` or `flex`), and must agree
-//! within f32 tolerance. With default features both sides are NdArray, and the test then checks
-//! that two runs of the same seeded computation are identical.
+//! and on every other backend the features enable (`--features flex,wgpu,cuda`), and must agree
+//! within f32 tolerance. NdArray runs each suite twice: a seeded run must repeat exactly.
 //!
 //! `scripts/wgpu-check.sh` runs this on wgpu (Mesa's software Vulkan driver on machines without a
 //! GPU).
 
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::Backend;
-use score_sde::backend::Selected;
 use score_sde::score_core::tensor::{from_f64, to_f64};
 use score_sde::score_core::{
     AnySde, GaussianMixture, NoiseKey, NoiseSource, ScoreFn, Sde, SubVpSde, VeSde, VpSde,
 };
+use score_sde::score_nets::{TimeMlpConfig, load_module, save_module};
+use score_sde::score_sample::{PcSamplerConfig, TimeGrid};
 
 /// Named outputs of one backend, all read back to the host.
 type Outputs = Vec<(&'static str, Vec<f64>)>;
@@ -66,31 +66,88 @@ fn autodiff_suite<B: Backend>() -> Outputs {
     vec![("mlp output", to_f64(y.inner())), ("mlp grad", to_f64(g))]
 }
 
-fn compare(a: Outputs, b: Outputs) {
+/// A time-conditioned MLP with the same weights on both backends (saved from NdArray, loaded on
+/// the other), and a short predictor–corrector run on the exact ring score.
+fn model_and_sampler_suite<B: Backend>(weights: &std::path::Path) -> Outputs {
+    let dev = B::Device::default();
+    let noise = NoiseSource::new(3);
+    let cfg = TimeMlpConfig::new(2)
+        .with_hidden_size(64)
+        .with_num_layers(2);
+    let net = load_module(cfg.init::<B>(&dev).unwrap(), weights, &dev).unwrap();
+    let x = noise.normal::<B, 2>([128, 2], NoiseKey::new(0, 0), &dev);
+    let t = noise.uniform::<B, 1>([128], NoiseKey::new(0, 1), &dev);
+    let y = net.forward(x, t);
+
+    let sde = VeSde::new(0.01, 10.0).unwrap();
+    let target = GaussianMixture::ring(8, 4.0, 0.2).unwrap().diffused(sde);
+    let grid = TimeGrid::reverse(&sde, 1e-3, 20).unwrap();
+    let out = PcSamplerConfig::new()
+        .init(sde)
+        .unwrap()
+        .sample::<B, 2, _>(&target, &grid, [256, 2], &noise, &dev)
+        .unwrap();
+    vec![("mlp forward", to_f64(y)), ("pc samples", to_f64(out.x))]
+}
+
+fn compare(backend: &str, a: &Outputs, b: Outputs) {
     assert_eq!(a.len(), b.len());
     for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert_eq!(x.len(), y.len(), "{name}: lengths");
+        assert_eq!(x.len(), y.len(), "{backend} {name}: lengths");
         let scale = x.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let worst = x
+            .iter()
+            .zip(y)
+            .map(|(u, v)| (u - v).abs())
+            .fold(0.0, f64::max);
+        println!("{backend:>8} {name:<16} max |diff| = {worst:.2e} (scale {scale:.2e})");
         for (i, (u, v)) in x.iter().zip(y).enumerate() {
             // f32 kernels on different backends differ in summation order and transcendental
             // implementations: a few ulps per op, ~1e-5 relative after the dozen ops here.
             assert!(
                 (u - v).abs() <= 1e-4 * scale,
-                "{name}[{i}]: ndarray {u} vs selected backend {v}"
+                "{backend} {name}[{i}]: ndarray {u} vs {v}"
             );
         }
     }
 }
 
+/// Runs a suite on NdArray (twice: seeded runs must repeat exactly) and on every other backend
+/// the features enable, comparing each with the first NdArray run.
+macro_rules! on_every_backend {
+    ($suite:ident $(, $arg:expr)*) => {{
+        let reference = $suite::<NdArray<f32>>($($arg),*);
+        let again = $suite::<NdArray<f32>>($($arg),*);
+        assert_eq!(reference, again, "a seeded computation must repeat exactly");
+        #[cfg(feature = "flex")]
+        compare("flex", &reference, $suite::<burn::backend::Flex>($($arg),*));
+        #[cfg(feature = "wgpu")]
+        compare("wgpu", &reference, $suite::<burn::backend::Wgpu>($($arg),*));
+        #[cfg(feature = "cuda")]
+        compare("cuda", &reference, $suite::<burn::backend::Cuda>($($arg),*));
+    }};
+}
+
 #[test]
 fn core_maths_agree_across_backends() {
-    compare(core_suite::<NdArray<f32>>(), core_suite::<Selected>());
+    on_every_backend!(core_suite);
+}
+
+#[test]
+fn networks_and_samplers_agree_across_backends() {
+    let dir = std::env::temp_dir().join(format!("score-sde-equiv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mlp.bin");
+    let cfg = TimeMlpConfig::new(2)
+        .with_hidden_size(64)
+        .with_num_layers(2);
+    let net = cfg.init::<NdArray<f32>>(&Default::default()).unwrap();
+    save_module(&net, &path).unwrap();
+    on_every_backend!(model_and_sampler_suite, &path);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn autodiff_agrees_across_backends() {
-    compare(
-        autodiff_suite::<NdArray<f32>>(),
-        autodiff_suite::<Selected>(),
-    );
+    on_every_backend!(autodiff_suite);
 }
