@@ -9,7 +9,10 @@ use burn::tensor::{Tensor, TensorData, activation::silu, backend::Backend};
 use criterion::{Criterion, criterion_group, criterion_main};
 use score_sde::score_core::{NoiseKey, NoiseSource};
 
-fn mlp_step<B: Backend>(params: &[Tensor<Autodiff<B>, 2>], x: &Tensor<Autodiff<B>, 2>) -> TensorData {
+fn mlp_step<B: Backend>(
+    params: &[Tensor<Autodiff<B>, 2>],
+    x: &Tensor<Autodiff<B>, 2>,
+) -> TensorData {
     let mut h = x.clone();
     for (i, w) in params.iter().enumerate() {
         h = h.matmul(w.clone());
