@@ -1,0 +1,263 @@
+//! Sampler throughput in sample·steps per second on the 2-D mixture of 8 Gaussians on a ring
+//! (radius 4, std 0.2) with its exact score, on NdArray (and Flex with `--features flex`).
+//!
+//! The score is computed on the device exactly as `../shared/perf/torch_ref.py` does it
+//! (`x[:, None] − μ`, squared distances, softmax, weighted sum), so the `pc_rd_langevin` figure
+//! compares with the reference's `pc_gmm_ve` line: same SDE (VE, σ 0.01 → 10), same predictor
+//! (reverse diffusion), same corrector (one Langevin step, snr 0.16), two score evaluations per
+//! step. Each step's noise comes from the workspace's counter-based `NoiseSource` (host-side).
+//!
+//! Sizes: by default a short CI run (1,000 samples × 10 steps, few criterion samples); set
+//! `SCORE_BENCH_FULL=1` for the full size (10,000 samples, 100 steps per sampler run). Per-step
+//! cost does not depend on the number of steps, so sample·steps/s is comparable with the
+//! reference's 1,000-step run.
+
+use burn::backend::NdArray;
+use burn::tensor::{Tensor, activation::softmax, backend::Backend, cast::ToElement};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use score_sde::score_core::{
+    GaussianMixture, NoiseSource, ScoreFn, Sde, VeSde, VpSde, tensor::from_f64,
+};
+use score_sde::score_sample::{
+    AdaptiveConfig, AncestralVariance, AnnealedLangevinConfig, CorrectorKind, DdpmSamplerConfig,
+    LangevinConfig, OdeSolver, PcSamplerConfig, PredictorKind, ProbabilityFlowConfig, TimeGrid,
+};
+
+const K: usize = 8;
+const RADIUS: f64 = 4.0;
+const STD: f64 = 0.2;
+
+/// Score of the ring pushed through `x_t = m·x_0 + s·ε`: `−Σ_k w_k (x − mμ_k)/v`,
+/// `v = m²·0.04 + s²`, `w = softmax(−|x − mμ_k|²/(2v))`.
+fn ring_score<B: Backend>(x: Tensor<B, 2>, m: f64, s: f64) -> Tensor<B, 2> {
+    let [n, d] = x.dims();
+    let mu: Vec<f64> = (0..K)
+        .flat_map(|k| {
+            let a = std::f64::consts::TAU * k as f64 / K as f64;
+            [m * RADIUS * a.cos(), m * RADIUS * a.sin()]
+        })
+        .collect();
+    let mu = from_f64::<B, 3>(&mu, [1, K, d], &x.device());
+    let var = m * m * STD * STD + s * s;
+    let diff = x.reshape([n, 1, d]) - mu; // [n, K, d]
+    let logits = diff
+        .clone()
+        .square()
+        .sum_dim(2)
+        .reshape([n, K])
+        .mul_scalar(-0.5 / var);
+    let w = softmax(logits, 1).reshape([n, K, 1]);
+    (w * diff).sum_dim(1).reshape([n, d]).mul_scalar(-1.0 / var)
+}
+
+/// The exact score of the ring diffused by `sde` (the batch shares one time, read from `t[0]`).
+struct RingScore<S>(S);
+
+impl<B: Backend, S: Sde> ScoreFn<B, 2> for RingScore<S> {
+    fn score(&self, x: Tensor<B, 2>, t: Tensor<B, 1>) -> Tensor<B, 2> {
+        let t = t.slice(0..1).into_scalar().to_f64();
+        let k = self.0.marginal(t);
+        ring_score(x, k.mean_coef, k.std)
+    }
+}
+
+struct Size {
+    n: usize,
+    steps: usize,
+}
+
+fn size() -> Size {
+    if std::env::var_os("SCORE_BENCH_FULL").is_some() {
+        Size {
+            n: 10_000,
+            steps: 100,
+        }
+    } else {
+        Size {
+            n: 1_000,
+            steps: 10,
+        }
+    }
+}
+
+fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str) {
+    let dev = B::Device::default();
+    let Size { n, steps } = size();
+    let noise = NoiseSource::new(0);
+    let ve = VeSde::new(0.01, 10.0).unwrap();
+    let vp = VpSde::default();
+    let score = RingScore(ve);
+    let grid = TimeGrid::reverse(&ve, 1e-5, steps).unwrap();
+    let mut group = c.benchmark_group(format!("samplers/{backend}/n{n}"));
+    group.throughput(Throughput::Elements((n * steps) as u64));
+
+    let pcs = [
+        (
+            "pc_rd_langevin",
+            PredictorKind::ReverseDiffusion,
+            CorrectorKind::Langevin {
+                snr: 0.16,
+                n_steps: 1,
+            },
+        ),
+        (
+            "pc_euler_maruyama",
+            PredictorKind::EulerMaruyama,
+            CorrectorKind::None,
+        ),
+        (
+            "pc_reverse_diffusion",
+            PredictorKind::ReverseDiffusion,
+            CorrectorKind::None,
+        ),
+        (
+            "pc_ancestral",
+            PredictorKind::Ancestral(AncestralVariance::Posterior),
+            CorrectorKind::None,
+        ),
+        (
+            "pc_none_annealed_langevin",
+            PredictorKind::None,
+            CorrectorKind::AnnealedLangevin {
+                snr: 0.16,
+                n_steps: 1,
+            },
+        ),
+    ];
+    for (name, predictor, corrector) in pcs {
+        let sampler = PcSamplerConfig::new()
+            .with_predictor(predictor)
+            .with_corrector(corrector)
+            .init(ve)
+            .unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let out = sampler
+                    .sample::<B, 2, _>(&score, &grid, [n, 2], &noise, &dev)
+                    .unwrap();
+                out.x.into_data()
+            })
+        });
+    }
+
+    // Annealed Langevin: `steps` levels × 1 step per level.
+    let ald = AnnealedLangevinConfig::new(5e-6)
+        .with_steps_per_level(1)
+        .with_denoise(false)
+        .init(ve)
+        .unwrap();
+    let levels = TimeGrid::uniform(1.0, 0.0, steps - 1).unwrap();
+    group.bench_function("annealed_langevin", |b| {
+        b.iter(|| {
+            ald.sample::<B, 2, _>(&score, &levels, [n, 2], &noise, &dev)
+                .unwrap()
+                .x
+                .into_data()
+        })
+    });
+
+    // Langevin and MALA on the static ring (score-core's generic mixture score and energy).
+    let ring = GaussianMixture::ring(K, RADIUS, STD).unwrap();
+    let x0 = ring.sample::<B>(n, &noise, score_sde::score_core::NoiseKey::new(0, 0), &dev);
+    let langevin = LangevinConfig::new(0.01, steps);
+    let ula = langevin.init().unwrap();
+    group.bench_function("langevin", |b| {
+        b.iter(|| {
+            ula.sample(&RingScore(vp), x0.clone(), 0.0, &noise)
+                .unwrap()
+                .x
+                .into_data()
+        })
+    });
+    let mala = langevin.init_mala().unwrap();
+    group.bench_function("mala_core_mixture", |b| {
+        b.iter(|| {
+            mala.sample(&ring, x0.clone(), 0.0, &noise)
+                .unwrap()
+                .samples
+                .x
+                .into_data()
+        })
+    });
+
+    // DDPM's linear betas 1e-4 → 0.02 over `steps` steps, with the exact ε of the ring.
+    let ddpm = DdpmSamplerConfig::new().with_n_steps(steps).init().unwrap();
+    let abar = ddpm.alphas_cumprod().to_vec();
+    let eps_model = |x: Tensor<B, 2>, t: Tensor<B, 1>| {
+        let i = (t.slice(0..1).into_scalar().to_f64() * steps as f64).round() as usize;
+        let s = (1.0 - abar[i]).sqrt();
+        ring_score(x, abar[i].sqrt(), s).mul_scalar(-s)
+    };
+    group.bench_function("ddpm", |b| {
+        b.iter(|| {
+            ddpm.sample::<B, 2, _>(&eps_model, [n, 2], &noise, &dev)
+                .unwrap()
+                .x
+                .into_data()
+        })
+    });
+
+    for (name, solver) in [
+        ("ode_euler", OdeSolver::Euler),
+        ("ode_heun", OdeSolver::Heun),
+        ("ode_rk4", OdeSolver::Rk4),
+    ] {
+        let ode = ProbabilityFlowConfig::new()
+            .with_solver(solver)
+            .init(ve)
+            .unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                ode.sample::<B, 2, _>(&score, &grid, [n, 2], &noise, &dev)
+                    .unwrap()
+                    .x
+                    .into_data()
+            })
+        });
+    }
+    group.finish();
+
+    // RK45 chooses its own steps: its throughput is in sample·NFE (score evaluations) per second.
+    let rk45 = ProbabilityFlowConfig::new()
+        .with_solver(OdeSolver::Dopri5(AdaptiveConfig::new()))
+        .init(ve)
+        .unwrap();
+    let end_points = TimeGrid::reverse(&ve, 1e-5, 1).unwrap();
+    let nfe = rk45
+        .sample::<B, 2, _>(&score, &end_points, [n, 2], &noise, &dev)
+        .unwrap()
+        .nfe;
+    let mut group = c.benchmark_group(format!("samplers/{backend}/n{n}/per_nfe"));
+    group.throughput(Throughput::Elements((n * nfe) as u64));
+    group.bench_function(format!("ode_rk45_nfe{nfe}"), |b| {
+        b.iter(|| {
+            rk45.sample::<B, 2, _>(&score, &end_points, [n, 2], &noise, &dev)
+                .unwrap()
+                .x
+                .into_data()
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_backend::<NdArray<f32>>(c, "ndarray");
+    #[cfg(feature = "flex")]
+    bench_backend::<burn::backend::Flex>(c, "flex");
+}
+
+fn config() -> Criterion {
+    if std::env::var_os("SCORE_BENCH_FULL").is_some() {
+        Criterion::default()
+            .sample_size(10)
+            .measurement_time(std::time::Duration::from_secs(10))
+    } else {
+        Criterion::default()
+            .sample_size(10)
+            .warm_up_time(std::time::Duration::from_millis(200))
+            .measurement_time(std::time::Duration::from_millis(800))
+    }
+}
+
+criterion_group! { name = group; config = config(); targets = benches }
+criterion_main!(group);
