@@ -8,7 +8,8 @@
 //! - [`score_core`]: SDEs, noise schedules, score traits, exact analytic targets, noise;
 //! - [`score_nets`]: time embeddings, time-conditioned MLPs, energy networks, U-Net, `ScoreModel`;
 //! - [`score_train`]: score-matching losses and the training loop;
-//! - [`score_sample`]: Langevin, predictor–corrector, probability-flow ODE, likelihoods.
+//! - [`score_sample`]: Langevin, predictor–corrector, probability-flow ODE, likelihoods;
+//! - [`plot`]: PNG figures of samples, score fields, loss curves and image grids.
 //!
 //! ```
 //! use score_sde::backend::Selected;
@@ -19,6 +20,8 @@
 //! let s = target.score(Tensor::<Selected, 2>::zeros([4, 2], &dev), Tensor::full([4], 0.5, &dev));
 //! assert_eq!(s.dims(), [4, 2]);
 //! ```
+
+pub mod plot;
 
 pub use score_core;
 pub use score_nets;
