@@ -282,6 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn fourier_frequencies_are_fixed_and_seeded() {
+        type A = burn::backend::Autodiff<B>;
+        let dev = Default::default();
+        let cfg = |seed| {
+            TimeEmbeddingConfig::new()
+                .with_dim(8)
+                .with_kind(EmbeddingKind::GaussianFourier { scale: 16.0, seed })
+        };
+        let emb = cfg(4).init::<A>(&dev).unwrap();
+        let grads = emb.forward(Tensor::ones([3], &dev)).sum().backward();
+        let w = emb.frequencies.as_ref().unwrap().val();
+        assert!(w.grad(&grads).is_none(), "frequencies are not trained");
+        assert!(emb.mlp_in.as_ref().unwrap().weight.grad(&grads).is_some());
+        let again = cfg(4).init::<A>(&dev).unwrap().frequencies.unwrap().val();
+        let other = cfg(5).init::<A>(&dev).unwrap().frequencies.unwrap().val();
+        assert_eq!(w.clone().into_data(), again.into_data());
+        assert_ne!(w.into_data(), other.into_data());
+    }
+
+    #[test]
     fn invalid_configs_are_rejected() {
         let dev = burn::backend::ndarray::NdArrayDevice::Cpu;
         assert!(matches!(

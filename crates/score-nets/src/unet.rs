@@ -179,10 +179,12 @@ impl<B: Backend> AttentionBlock<B> {
     }
 }
 
-/// Configuration of a [`UNet`]. The defaults are the MNIST configuration: 1 channel, base
-/// width 32, multipliers `[1, 2, 2]` (28 → 14 → 7), two residual blocks per level, attention at
-/// the 7×7 bottleneck only, GroupNorm with 8 groups, a 32-wide sinusoidal embedding with an MLP
-/// to 128 — 1,168,673 parameters (checked by the `mnist_unet_shapes_and_parameter_count` test).
+/// Configuration of a [`UNet`]. The defaults are the MNIST configuration, sized to train on a
+/// CPU: 1 channel, base width 32, multipliers `[1, 2, 2]` (28 → 14 → 7), one residual block per
+/// level, no convolution after upsampling (the block after the skip concatenation mixes
+/// anyway; at 28×28 that convolution alone cost as much as a residual block), attention at the
+/// 7×7 bottleneck only, GroupNorm with 8 groups, a 32-wide sinusoidal embedding with an MLP
+/// to 128 — 719,841 parameters (checked by the `mnist_unet_shapes_and_parameter_count` test).
 #[derive(Config, Debug)]
 pub struct UNetConfig {
     /// Channels of the input image.
@@ -198,8 +200,12 @@ pub struct UNetConfig {
     #[config(default = "vec![1, 2, 2]")]
     pub channel_mults: Vec<usize>,
     /// Residual blocks per level (the up path uses the same number).
-    #[config(default = 2)]
+    #[config(default = 1)]
     pub num_res_blocks: usize,
+    /// Whether a 3×3 convolution follows each nearest-neighbour upsampling (DDPM's
+    /// `resamp_with_conv`).
+    #[config(default = false)]
+    pub upsample_conv: bool,
     /// Levels (indices into `channel_mults`) whose blocks are followed by self-attention.
     #[config(default = "Vec::new()")]
     pub attention_levels: Vec<usize>,
@@ -233,7 +239,8 @@ pub struct UNet<B: Backend> {
     pub mid_attention: Option<AttentionBlock<B>>,
     /// Second bottleneck block.
     pub mid_block2: ResBlock<B>,
-    /// Convolutions after each nearest-neighbour upsampling, deepest first.
+    /// Convolutions after each nearest-neighbour upsampling, deepest first (empty without
+    /// `upsample_conv`).
     pub upsample: Vec<Conv2d<B>>,
     /// Residual blocks of each level on the way up, deepest level first.
     pub up_blocks: Vec<Vec<ResBlock<B>>>,
@@ -251,13 +258,16 @@ impl UNetConfig {
         Self::new()
     }
 
-    /// A CIFAR-10-sized configuration: 3 channels, base 64, multipliers `[1, 2, 2, 2]`
-    /// (32 → 16 → 8 → 4), attention at 16×16 and at the bottleneck (as in DDPM, smaller).
+    /// A CIFAR-10-sized configuration in DDPM's layout, smaller: 3 channels, base 64,
+    /// multipliers `[1, 2, 2, 2]` (32 → 16 → 8 → 4), two residual blocks per level, convolutions
+    /// after upsampling, attention at 16×16 and at the bottleneck.
     pub fn cifar10() -> Self {
         Self::new()
             .with_in_channels(3)
             .with_base_channels(64)
             .with_channel_mults(vec![1, 2, 2, 2])
+            .with_num_res_blocks(2)
+            .with_upsample_conv(true)
             .with_attention_levels(vec![1])
             .with_embedding(
                 TimeEmbeddingConfig::new()
@@ -344,7 +354,7 @@ impl UNetConfig {
         let mut up_blocks = Vec::new();
         let mut up_attention = Vec::new();
         for i in (0..levels).rev() {
-            if i + 1 < levels {
+            if i + 1 < levels && self.upsample_conv {
                 upsample.push(conv3(ch, ch, 1, device));
             }
             let co = self.channels(i);
@@ -412,12 +422,14 @@ impl<B: Backend> UNet<B> {
             let skip = skips.pop().expect("one skip per level");
             if j > 0 {
                 let [_, _, sh, sw] = skip.dims();
-                let up = interpolate(
+                h = interpolate(
                     h,
                     [sh, sw],
                     InterpolateOptions::new(InterpolateMode::Nearest),
                 );
-                h = self.upsample[j - 1].forward(up);
+                if let Some(conv) = self.upsample.get(j - 1) {
+                    h = conv.forward(h);
+                }
             }
             h = Tensor::cat(vec![h, skip], 1);
             for (b, block) in blocks.iter().enumerate() {

@@ -1,0 +1,100 @@
+//! Score networks: forward and forward + backward of the time-conditioned MLP (seed 000 defaults:
+//! 2-D input, hidden 256×3, embedding 128; batch 256) and of the MNIST U-Net
+//! (`UNetConfig::mnist()`, 1×28×28; batch 64), on NdArray and — with `--features flex` — Flex.
+//!
+//! `cargo bench --bench nets [--features flex]`. Set `SCORE_BENCH_FULL=1` for criterion's full
+//! sampling; the default is a short CI-sized run (10 samples, and the U-Net measured with flat
+//! sampling: 10 iterations, since one forward + backward takes seconds on a CPU backend). Every
+//! iteration reads its result back to the host, so the device has finished before the clock
+//! stops.
+
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::{Tensor, TensorData, backend::Backend};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use score_sde::score_core::{NoiseKey, NoiseSource};
+use score_sde::score_nets::{TimeMlp, TimeMlpConfig, UNet, UNetConfig};
+
+fn inputs<B: Backend, const D: usize>(
+    shape: [usize; D],
+    dev: &B::Device,
+) -> (Tensor<B, D>, Tensor<B, 1>) {
+    let noise = NoiseSource::new(0);
+    let x = noise.normal::<B, D>(shape, NoiseKey::new(0, 0), dev);
+    let t = noise.uniform::<B, 1>([shape[0]], NoiseKey::new(0, 1), dev);
+    (x, t)
+}
+
+fn bench_backend<B: Backend>(c: &mut Criterion, name: &str) {
+    type A<B> = Autodiff<B>;
+    let dev = B::Device::default();
+
+    let mlp_cfg = TimeMlpConfig::new(2);
+    let mlp: TimeMlp<B> = mlp_cfg.init(&dev).expect("valid config");
+    let (x, t) = inputs::<B, 2>([256, 2], &dev);
+    c.bench_function(&format!("{name}/mlp_forward_b256"), |b| {
+        b.iter(|| mlp.forward(x.clone(), t.clone()).into_data())
+    });
+    let mlp_ad: TimeMlp<A<B>> = mlp_cfg.init(&dev).expect("valid config");
+    let (xa, ta) = inputs::<A<B>, 2>([256, 2], &dev);
+    c.bench_function(&format!("{name}/mlp_forward_backward_b256"), |b| {
+        b.iter(|| -> TensorData {
+            let grads = mlp_ad
+                .forward(xa.clone(), ta.clone())
+                .square()
+                .mean()
+                .backward();
+            mlp_ad.layers[0]
+                .weight
+                .grad(&grads)
+                .expect("gradient")
+                .into_data()
+        })
+    });
+
+    let mut group = c.benchmark_group(name);
+    if std::env::var_os("SCORE_BENCH_FULL").is_none() {
+        group.sampling_mode(SamplingMode::Flat);
+    }
+    let unet: UNet<B> = UNetConfig::mnist().init(&dev).expect("valid config");
+    let (x, t) = inputs::<B, 4>([64, 1, 28, 28], &dev);
+    group.bench_function("unet_mnist_forward_b64", |b| {
+        b.iter(|| unet.forward(x.clone(), t.clone()).into_data())
+    });
+    let unet_ad: UNet<A<B>> = UNetConfig::mnist().init(&dev).expect("valid config");
+    let (xa, ta) = inputs::<A<B>, 4>([64, 1, 28, 28], &dev);
+    group.bench_function("unet_mnist_forward_backward_b64", |b| {
+        b.iter(|| -> TensorData {
+            let grads = unet_ad
+                .forward(xa.clone(), ta.clone())
+                .square()
+                .mean()
+                .backward();
+            unet_ad
+                .conv_in
+                .weight
+                .grad(&grads)
+                .expect("gradient")
+                .into_data()
+        })
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    bench_backend::<NdArray<f32>>(c, "ndarray");
+    #[cfg(feature = "flex")]
+    bench_backend::<burn::backend::Flex>(c, "flex");
+}
+
+fn config() -> Criterion {
+    if std::env::var_os("SCORE_BENCH_FULL").is_some() {
+        Criterion::default()
+    } else {
+        Criterion::default()
+            .sample_size(10)
+            .warm_up_time(std::time::Duration::from_millis(200))
+            .measurement_time(std::time::Duration::from_millis(800))
+    }
+}
+
+criterion_group! { name = group; config = config(); targets = benches }
+criterion_main!(group);
