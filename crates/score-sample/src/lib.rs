@@ -34,6 +34,8 @@
 //! assert_eq!(out.nfe, 100);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod annealed;
 pub mod corrector;
 pub mod ddpm;
