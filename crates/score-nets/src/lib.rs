@@ -28,6 +28,16 @@
 //! computes its dense layers as matmuls for that reason (burn's fused `linear` op has no second
 //! derivative), and every `init` materialises the lazy parameters before returning.
 //!
+//! ## Precision pitfalls met while testing (burn 0.21)
+//!
+//! - burn-ndarray evaluates `sigmoid` in f32 even on `NdArray<f64>`; [`Activation::Silu`] is
+//!   therefore written with `tanh`, which is exact in f64.
+//! - The default float dtype of a device lives in a process-wide registry, fixed by the first
+//!   tensor created there; `NdArray<f32>` and `NdArray<f64>` share the device `Cpu`, so one test
+//!   binary must not mix them (this crate's f64 oracle tests live in binaries of their own).
+//! - burn-ndarray's kernels are generic over the element type and get instantiated, unoptimised,
+//!   in debug test crates; the U-Net tests run on Flex, whose kernels are compiled in burn-flex.
+//!
 //! ```
 //! use burn::backend::{Autodiff, NdArray};
 //! use burn::module::AutodiffModule;
