@@ -111,8 +111,9 @@ pub fn scatter_panels(path: &Path, title: &str, sets: &[PointSet<'_>], range: f6
     root.present().map_err(|e| err(e.to_string()))
 }
 
-/// A score field: arrows at grid points (`points` interleaved 2-D, `vectors` the same length),
-/// each arrow scaled so that the longest is `0.9` grid cells, over a background scatter.
+/// A score field: arrows at grid points (`points` interleaved 2-D, `vectors` the same length)
+/// over a background scatter. Lengths are compressed by a square root (scores grow linearly away
+/// from the data) and scaled so that the longest arrow spans 0.9 grid cells.
 pub fn score_field(
     path: &Path,
     title: &str,
@@ -161,8 +162,13 @@ pub fn score_field(
         .map(|v| v[0].hypot(v[1]))
         .fold(0.0f64, f64::max)
         .max(1e-12);
-    let scale = 0.9 * cell / longest;
     for (p, v) in points.chunks(2).zip(vectors.chunks(2)) {
+        let norm = v[0].hypot(v[1]);
+        let scale = if norm > 0.0 {
+            0.9 * cell * (norm / longest).sqrt() / norm
+        } else {
+            0.0
+        };
         let end = (p[0] + scale * v[0], p[1] + scale * v[1]);
         chart
             .draw_series(std::iter::once(PathElement::new(
@@ -196,7 +202,9 @@ pub fn loss_curve(path: &Path, title: &str, steps: &[f64], losses: &[f64]) -> Re
         .collect();
     let (lo, hi) = positive
         .iter()
-        .fold((f64::INFINITY, 0.0f64), |(a, b), (_, l)| (a.min(*l), b.max(*l)));
+        .fold((f64::INFINITY, 0.0f64), |(a, b), (_, l)| {
+            (a.min(*l), b.max(*l))
+        });
     let (lo, hi) = if positive.is_empty() {
         (1e-3, 1.0)
     } else {
@@ -306,7 +314,15 @@ mod tests {
         scatter_panels(&p, "scatter", &[set, set], 3.0).unwrap();
         assert_eq!(png_size(&p), (840, 460));
         let p = dir.join("field.png");
-        score_field(&p, "field", &pts, &[1.0, 0.0, 0.0, 1.0, -1.0, -1.0], Some(set), 3.0).unwrap();
+        score_field(
+            &p,
+            "field",
+            &pts,
+            &[1.0, 0.0, 0.0, 1.0, -1.0, -1.0],
+            Some(set),
+            3.0,
+        )
+        .unwrap();
         assert_eq!(png_size(&p), (560, 580));
         let p = dir.join("loss.png");
         loss_curve(&p, "loss", &[0.0, 1.0, 2.0], &[3.0, 2.0, 1.0]).unwrap();
@@ -322,13 +338,25 @@ mod tests {
         let dir = std::env::temp_dir();
         assert!(matches!(
             score_field(&dir.join("x.png"), "", &[0.0, 0.0], &[1.0], None, 1.0),
-            Err(PlotError::BadLength { what: "score vectors", expected: 2, got: 1 })
+            Err(PlotError::BadLength {
+                what: "score vectors",
+                expected: 2,
+                got: 1
+            })
         ));
         assert!(matches!(
             image_grid(&dir.join("x.png"), &[0.0; 5], 1, 2, 3, 1, 1),
-            Err(PlotError::BadLength { expected: 6, got: 5, .. })
+            Err(PlotError::BadLength {
+                expected: 6,
+                got: 5,
+                ..
+            })
         ));
-        let bad = PointSet { label: "", xy: &[1.0], color: RED };
+        let bad = PointSet {
+            label: "",
+            xy: &[1.0],
+            color: RED,
+        };
         assert!(matches!(
             scatter_panels(&dir.join("x.png"), "", &[bad], 1.0),
             Err(PlotError::BadLength { .. })
