@@ -58,6 +58,8 @@
 //! assert!(energy.output.weight.grad(&grads).is_some());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod embedding;
 pub mod energy;
