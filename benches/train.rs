@@ -1,0 +1,189 @@
+//! Training steps per second of seed 000's time-conditioned MLP (hidden 128 × 3, sinusoidal time
+//! embedding 128 + 2-layer MLP) with each score-matching loss, batch 256, one full step each
+//! (loss, backward, global-norm clipping, Adam, EMA), on the feature-selected backend
+//! (`--features flex` for Flex; NdArray by default).
+//!
+//! The DDPM ε-loss step is the same work as `python ../shared/perf/torch_ref.py dsm`; run both in
+//! one sitting and compare (see the score-train README section of the report):
+//!
+//! ```text
+//! cargo bench --bench train -- ddpm_eps && python /work/shared/perf/torch_ref.py dsm
+//! ```
+//!
+//! Set `SCORE_BENCH_FULL=1` for criterion's full sampling; the default is a short CI-sized run.
+
+use std::time::Duration;
+
+use burn::module::AutodiffModule;
+use burn::tensor::Tensor;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use score_sde::backend::SelectedAutodiff;
+use score_sde::score_core::{AnySde, GaussianMixture, NoiseKey, NoiseSource, VeSde, VpSde};
+use score_sde::score_nets::{
+    EnergyMlpConfig, NoiseConditionalEnergyConfig, Parameterization, ScoreModel,
+    TimeEmbeddingConfig, TimeMlp, TimeMlpConfig,
+};
+use score_sde::score_train::{
+    AsEnergy, AsOutput, DdpmLoss, DenoisingScoreMatching, ExplicitScoreMatching, Loss,
+    MultiScaleDsm, SdeLoss, SlicedScoreMatching, Trainer, TrainerConfig,
+};
+
+type B = SelectedAutodiff;
+const BATCH: usize = 256;
+
+fn full() -> bool {
+    std::env::var_os("SCORE_BENCH_FULL").is_some()
+}
+
+/// Seed 000's network: 2 → [128, 128, 128] → 2 with a 128-wide sinusoidal embedding + MLP.
+fn seed_mlp() -> TimeMlp<B> {
+    TimeMlpConfig::new(2)
+        .with_hidden_size(128)
+        .with_num_layers(3)
+        .with_embedding(TimeEmbeddingConfig::new().with_dim(128))
+        .init::<B>(&Default::default())
+        .expect("valid config")
+}
+
+fn batch() -> Tensor<B, 2> {
+    GaussianMixture::ring(8, 4.0, 0.2).unwrap().sample::<B>(
+        BATCH,
+        &NoiseSource::new(0),
+        NoiseKey::new(0, 0),
+        &Default::default(),
+    )
+}
+
+/// Benchmarks one optimisation step of `model` under `loss`.
+fn bench_loss<M, L>(c: &mut Criterion, name: &str, model: M, loss: L)
+where
+    M: AutodiffModule<B> + Clone,
+    L: Loss<B, M, 2>,
+{
+    let config = TrainerConfig::new()
+        .with_steps(u64::MAX)
+        .with_learning_rate(1e-3);
+    let mut trainer = Trainer::new(model, config).expect("valid config");
+    let x0 = batch();
+    let mut group = c.benchmark_group("train_step_b256");
+    group.throughput(Throughput::Elements(1));
+    if !full() {
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
+    }
+    // `train_step` reads the loss and the gradient norm back, so the step has run when it returns.
+    group.bench_function(name, |b| {
+        b.iter(|| trainer.train_step(&loss, x0.clone()).expect("finite loss"))
+    });
+    group.finish();
+}
+
+/// Where the DDPM step's time goes: the loss's forward and backward passes alone, without the
+/// gradient collection, clipping, Adam and EMA of a full step.
+fn bench_forward_backward(c: &mut Criterion) {
+    let model = seed_mlp();
+    let loss = DdpmLoss::new(1e-4, 0.02, 1000).unwrap().with_view(AsOutput);
+    let x0 = batch();
+    let noise = NoiseSource::new(0);
+    let mut group = c.benchmark_group("train_step_b256");
+    group.throughput(Throughput::Elements(1));
+    if !full() {
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
+    }
+    group.bench_function("ddpm_eps_forward_backward_only", |b| {
+        b.iter(|| {
+            let l = loss.loss(&model, x0.clone(), &noise, 0);
+            let grads = l.backward();
+            model.output.weight.grad(&grads).map(|g| g.into_data())
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let ve = VeSde::new(0.01, 10.0).unwrap();
+    let vp = VpSde::default();
+    let score_model = |sde: AnySde| ScoreModel::new(seed_mlp(), sde, Parameterization::Noise);
+    // The reference comparison: DDPM's ε-loss over 1000 linear betas, the net's raw output as ε̂.
+    bench_forward_backward(c);
+    bench_loss(
+        c,
+        "ddpm_eps",
+        seed_mlp(),
+        DdpmLoss::new(1e-4, 0.02, 1000).unwrap().with_view(AsOutput),
+    );
+    bench_loss(
+        c,
+        "sde_vp",
+        score_model(AnySde::Vp(vp)),
+        SdeLoss::new(vp).unwrap(),
+    );
+    bench_loss(
+        c,
+        "sde_ve",
+        score_model(AnySde::Ve(ve)),
+        SdeLoss::new(ve).unwrap(),
+    );
+    bench_loss(
+        c,
+        "dsm_sigma0.5",
+        score_model(AnySde::Ve(ve)),
+        DenoisingScoreMatching::new(0.5).unwrap().with_time(0.5),
+    );
+    bench_loss(
+        c,
+        "ncsn_l10",
+        score_model(AnySde::Ve(ve)),
+        MultiScaleDsm::new(ve, 10).unwrap(),
+    );
+    // Second-order losses differentiate the network's input Jacobian (nested autodiff).
+    bench_loss(
+        c,
+        "ssm_vr_1proj",
+        seed_mlp(),
+        SlicedScoreMatching::new(1).unwrap().with_view(AsOutput),
+    );
+    bench_loss(
+        c,
+        "esm_exact_trace",
+        seed_mlp(),
+        ExplicitScoreMatching::new().with_view(AsOutput),
+    );
+    // Energy networks (seed 001): s = −∇x E, so DSM is second order and ESM third order.
+    let energy = || {
+        EnergyMlpConfig::new(2)
+            .init::<B>(&Default::default())
+            .unwrap()
+    };
+    bench_loss(
+        c,
+        "energy_dsm",
+        energy(),
+        DenoisingScoreMatching::new(0.5)
+            .unwrap()
+            .with_view(AsEnergy),
+    );
+    let nc_energy = NoiseConditionalEnergyConfig::new(2)
+        .init::<B>(&Default::default())
+        .unwrap();
+    bench_loss(
+        c,
+        "energy_ncsn_l10",
+        nc_energy,
+        MultiScaleDsm::new(ve, 10).unwrap().with_view(AsEnergy),
+    );
+    bench_loss(
+        c,
+        "energy_esm",
+        energy(),
+        ExplicitScoreMatching::new().with_view(AsEnergy),
+    );
+}
+
+criterion_group!(train, benches);
+criterion_main!(train);
