@@ -6,8 +6,9 @@
 //!   denoising ([`DenoisingScoreMatching`]), sliced ([`SlicedScoreMatching`]), multi-scale NCSN
 //!   ([`MultiScaleDsm`]), continuous-time ([`SdeLoss`], with [`Weighting`] λ(t) and
 //!   [`TimeSampling`] as values) and DDPM's ε-loss ([`DdpmLoss`]);
-//! - [`view`]: how a loss reads a score off a score network, an energy network (`−∇x E`) or an
-//!   analytic target — second-order losses lift the model one autodiff level (DESIGN.md §4);
+//! - [`view`]: how a loss reads a score off a score network ([`AsScore`]), an energy network
+//!   (`−∇x E`, [`AsEnergy`]), a network's raw output ([`AsOutput`]) or an analytic target
+//!   ([`Exact`]) — second-order losses lift the model one autodiff level (DESIGN.md §4);
 //! - [`train`]: [`Trainer`], generic over `B: AutodiffBackend` — Adam with warm-up, global
 //!   gradient-norm clipping, [`Ema`], an evaluation hook, a progress bar and a CSV loss history;
 //! - [`checkpoint`]: atomic, validated checkpoints from which a run resumes bit for bit;

@@ -227,3 +227,33 @@ fn invalid_settings_are_rejected() {
     assert_eq!(cfg.learning_rate_at(3), 1.0);
     assert_eq!(cfg.learning_rate_at(100), 1.0);
 }
+
+#[test]
+fn eval_hook_runs_on_schedule_and_lands_in_the_history_csv() {
+    let dir = temp_dir("eval");
+    let cfg = config(&dir)
+        .with_steps(10)
+        .with_checkpoint_path(None)
+        .with_eval_every(Some(4));
+    let mut trainer = Trainer::new(model(6), cfg).unwrap();
+    let mut calls = Vec::new();
+    let mut hook =
+        |step: u64, _model: &ScoreModel<NdArray<f32>, TimeMlp<NdArray<f32>>>, _ema: &_| {
+            calls.push(step);
+            Some(step as f64 * 0.5)
+        };
+    trainer.fit(&loss(), data, &mut hook).unwrap();
+    // After steps 4 and 8, and at the end (10).
+    assert_eq!(calls, vec![4, 8, 10]);
+    let evals: Vec<_> = trainer.history().iter().filter_map(|r| r.eval).collect();
+    assert_eq!(evals, vec![2.0, 4.0, 5.0]);
+    let csv = std::fs::read_to_string(dir.join("history.csv")).unwrap();
+    assert!(csv.lines().nth(4).unwrap().ends_with(",2"), "{csv}");
+    assert!(
+        trainer
+            .history()
+            .iter()
+            .all(|r| r.grad_norm.is_finite() && r.lr > 0.0)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,8 +2,8 @@
 //!
 //! | loss | paper | model read through |
 //! | --- | --- | --- |
-//! | [`ExplicitScoreMatching`] | Hyvärinen 2005, eq. 4 | [`LiftedScoreView`](crate::LiftedScoreView) |
-//! | [`SlicedScoreMatching`] | Song et al. 2019, eqs. 7–8 | [`LiftedScoreView`](crate::LiftedScoreView) |
+//! | [`ExplicitScoreMatching`] | Hyvärinen 2005, eq. 4 | [`LiftedScoreView`] |
+//! | [`SlicedScoreMatching`] | Song et al. 2019, eqs. 7–8 | [`LiftedScoreView`] |
 //! | [`DenoisingScoreMatching`] | Vincent 2011, eq. 8 | [`ScoreView`](crate::ScoreView) |
 //! | [`MultiScaleDsm`] | Song & Ermon 2019, eq. 5 | [`ScoreView`](crate::ScoreView) |
 //! | [`SdeLoss`] | Song et al. 2021, eq. 7 | [`ScoreView`](crate::ScoreView) |
