@@ -136,3 +136,20 @@ impl<M> Ema<M> {
         self.module = module;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warmup_ramps_the_decay_and_invalid_decays_are_rejected() {
+        let c = EmaConfig::new().with_decay(0.999);
+        assert!((c.decay_at(0) - 0.1).abs() < 1e-12);
+        assert!((c.decay_at(90) - 91.0 / 100.0).abs() < 1e-12);
+        assert_eq!(c.decay_at(1_000_000), 0.999);
+        let constant = c.clone().with_warmup(EmaWarmup::Constant);
+        assert_eq!(constant.decay_at(0), 0.999);
+        assert!(EmaConfig::new().with_decay(1.0).validate().is_err());
+        assert!(EmaConfig::new().with_decay(-0.1).validate().is_err());
+    }
+}
