@@ -21,6 +21,8 @@
 //! assert_eq!(s.dims(), [4, 2]);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod plot;
 
 pub use score_core;

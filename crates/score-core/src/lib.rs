@@ -23,6 +23,8 @@
 //! assert_eq!(s.dims(), [16, 2]);
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod noise;
 pub mod schedule;

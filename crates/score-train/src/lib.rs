@@ -28,6 +28,8 @@
 //! assert!(value.is_finite());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod ema;
 pub mod error;
