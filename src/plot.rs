@@ -53,6 +53,35 @@ fn draw_err(path: &Path) -> impl Fn(String) -> PlotError + '_ {
     }
 }
 
+type SquareChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// Axes over `[-range, range]²` with a caption and a light mesh: the frame of every 2-D figure.
+fn square_chart<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    caption_size: u32,
+    range: f64,
+) -> std::result::Result<SquareChart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", caption_size))
+        .margin(8)
+        .x_label_area_size(24)
+        .y_label_area_size(32)
+        .build_cartesian_2d(-range..range, -range..range)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 11))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(chart)
+}
+
 /// One cloud of 2-D points, row-major `[x0, y0, x1, y1, …]`.
 #[derive(Debug, Clone, Copy)]
 pub struct PointSet<'a> {
@@ -86,19 +115,7 @@ pub fn scatter_panels(path: &Path, title: &str, sets: &[PointSet<'_>], range: f6
         .map_err(|e| err(e.to_string()))?;
     let panels = root.split_evenly((1, sets.len().max(1)));
     for (panel, set) in panels.iter().zip(sets) {
-        let mut chart = ChartBuilder::on(panel)
-            .caption(set.label, ("sans-serif", 16))
-            .margin(8)
-            .x_label_area_size(24)
-            .y_label_area_size(32)
-            .build_cartesian_2d(-range..range, -range..range)
-            .map_err(|e| err(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE.mix(0.0))
-            .label_style(("sans-serif", 11))
-            .draw()
-            .map_err(|e| err(e.to_string()))?;
+        let mut chart = square_chart(panel, set.label, 16, range).map_err(&err)?;
         chart
             .draw_series(
                 set.xy
@@ -133,19 +150,7 @@ pub fn score_field(
     }
     let root = BitMapBackend::new(path, (560, 580)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(8)
-        .x_label_area_size(24)
-        .y_label_area_size(32)
-        .build_cartesian_2d(-range..range, -range..range)
-        .map_err(|e| err(e.to_string()))?;
-    chart
-        .configure_mesh()
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 11))
-        .draw()
-        .map_err(|e| err(e.to_string()))?;
+    let mut chart = square_chart(&root, title, 18, range).map_err(&err)?;
     if let Some(bg) = background {
         chart
             .draw_series(
