@@ -103,7 +103,7 @@ impl Parameterization {
 /// assert_eq!(s.dims(), [4, 2]);
 /// ```
 #[derive(Module, Debug)]
-pub struct ScoreModel<B: Backend, M: Module<B>> {
+pub struct ScoreModel<B: Backend, M> {
     /// The wrapped network.
     pub net: M,
     #[module(skip)]
