@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::Tensor;
 use clap::Parser;
 use plotters::style::{BLACK, BLUE, RED};
 use score_sde::plot::{self, PointSet};
@@ -94,8 +94,8 @@ fn main() -> Result<()> {
     );
 
     // 2. Train a network with the continuous-time loss.
-    B::seed(&dev, 0);
     let net = TimeMlpConfig::new(2)
+        .with_seed(0)
         .with_hidden_size(128)
         .with_num_layers(3)
         .with_embedding(TimeEmbeddingConfig::new().with_dim(64))

@@ -11,7 +11,7 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use score_core::{NoiseKey, NoiseSource};
 
 use crate::error::{Result as NetsResult, ensure_even, ensure_nonzero, ensure_positive};
-use crate::layers::{Activation, dense, materialize};
+use crate::layers::{Activation, dense, seeded_init};
 
 /// Which features of `t` an embedding computes.
 #[derive(Config, Debug, PartialEq)]
@@ -58,8 +58,12 @@ pub struct TimeEmbeddingConfig {
     /// Activation inside the MLP and after the [`EmbeddingKind::Linear`] map.
     #[config(default = "Activation::Silu")]
     pub activation: Activation,
+    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// and seed give the same parameters on every run, whatever else the process does. Inside a
+    /// larger network, the outer network's seed decides.
+    #[config(default = 0)]
+    pub seed: u64,
 }
-
 /// Embeds per-sample times into feature vectors; built by [`TimeEmbeddingConfig::init`].
 #[derive(Module, Debug)]
 pub struct TimeEmbedding<B: Backend> {
@@ -147,8 +151,7 @@ impl TimeEmbeddingConfig {
             out_dim,
             activation: self.activation,
         };
-        materialize(&emb);
-        Ok(emb)
+        Ok(seeded_init(emb, self.seed))
     }
 }
 

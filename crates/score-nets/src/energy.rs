@@ -12,7 +12,7 @@ use score_core::EnergyFn;
 
 use crate::embedding::{EmbeddingKind, TimeEmbeddingConfig};
 use crate::error::{Result as NetsResult, ensure_nonzero};
-use crate::layers::{Activation, dense, materialize};
+use crate::layers::{Activation, dense, seeded_init};
 use crate::mlp::{Conditioning, TimeMlp, TimeMlpConfig};
 
 /// Configuration of an [`EnergyMlp`]; defaults follow seed 001's `EnergyNetwork`
@@ -30,8 +30,12 @@ pub struct EnergyMlpConfig {
     /// Nonlinearity after every hidden layer (must be smooth for second-order losses).
     #[config(default = "Activation::Silu")]
     pub activation: Activation,
+    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// and seed give the same parameters on every run, whatever else the process does. Inside a
+    /// larger network, the outer network's seed decides.
+    #[config(default = 0)]
+    pub seed: u64,
 }
-
 /// An energy `E_θ(x)` that ignores `t`; built by [`EnergyMlpConfig::init`].
 #[derive(Module, Debug)]
 pub struct EnergyMlp<B: Backend> {
@@ -58,8 +62,7 @@ impl EnergyMlpConfig {
             output: LinearConfig::new(h, 1).init(device),
             activation: self.activation,
         };
-        materialize(&net);
-        Ok(net)
+        Ok(seeded_init(net, self.seed))
     }
 }
 
@@ -107,8 +110,12 @@ pub struct NoiseConditionalEnergyConfig {
     /// Nonlinearity (must be smooth for second-order losses).
     #[config(default = "Activation::Silu")]
     pub activation: Activation,
+    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// and seed give the same parameters on every run, whatever else the process does. Inside a
+    /// larger network, the outer network's seed decides.
+    #[config(default = 0)]
+    pub seed: u64,
 }
-
 /// A noise-conditional energy `E_θ(x, t)`: a [`TimeMlp`] with a scalar output.
 #[derive(Module, Debug)]
 pub struct NoiseConditionalEnergy<B: Backend> {
@@ -126,6 +133,7 @@ impl NoiseConditionalEnergyConfig {
             .with_embedding(self.embedding.clone())
             .with_conditioning(self.conditioning)
             .with_activation(self.activation)
+            .with_seed(self.seed)
             .init(device)?;
         Ok(NoiseConditionalEnergy { net })
     }

@@ -8,9 +8,10 @@
 //! `nn::Linear` parameters — same weights, same records, same initialisation.
 
 use burn::config::Config;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::Linear;
 use burn::tensor::{Tensor, backend::Backend};
+use score_core::{NoiseKey, NoiseSource};
 
 /// A pointwise nonlinearity; each variant is composed of ops that burn can differentiate twice.
 #[derive(Config, Debug, Copy, PartialEq)]
@@ -85,6 +86,96 @@ pub fn materialize<B: Backend, M: Module<B>>(module: &M) {
     module.visit(&mut Touch);
 }
 
+/// Gives every dense and convolution layer of `module` values drawn from `seed`, and
+/// materialises the other parameters: the network's initialisation becomes a pure function of
+/// its configuration and `seed`.
+///
+/// burn 0.21's initialisers draw from one process-wide RNG per backend (`B::seed`), which any
+/// other thread (a parallel test, a user's `Tensor::random`) can reseed or advance between two
+/// builds, so the same config can give other weights under load. This redraws the layers that
+/// burn initialises randomly from a counter-based [`NoiseSource`] instead, with burn's default
+/// distribution for them (Kaiming-uniform with gain 1/√3, i.e. `U(−1/√fan_in, 1/√fan_in)` for
+/// weight and bias alike, `fan_in` = input features of an `nn::Linear` in its default row
+/// layout, or `in_channels/groups · kernel size` of an `nn::Conv1d`/`nn::Conv2d`). Parameters
+/// initialised to constants (norm scales and offsets) and fixed random features drawn from their
+/// own seed (Gaussian Fourier frequencies) keep their values. Every `init` of this crate calls
+/// it with the config's `seed`.
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use score_nets::{TimeMlpConfig, param_values, seeded_init};
+/// let dev = Default::default();
+/// let cfg = TimeMlpConfig::new(2).with_hidden_size(8).with_num_layers(1);
+/// let a = cfg.init::<NdArray<f32>>(&dev).unwrap();
+/// let b = seeded_init(cfg.clone().with_seed(1).init::<NdArray<f32>>(&dev).unwrap(), 0);
+/// assert_eq!(param_values(&a), param_values(&b));
+/// ```
+pub fn seeded_init<B: Backend, M: Module<B>>(module: M, seed: u64) -> M {
+    // A purpose of its own, so that weights never share noise with data drawn from the same seed.
+    const INIT_PURPOSE: u64 = 0x1417;
+    struct Seeded {
+        noise: NoiseSource,
+        index: u64,
+        path: Vec<(String, String)>,
+        fan_in: usize,
+    }
+    impl<B: Backend> ModuleMapper<B> for Seeded {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path
+                .push((name.to_string(), container_type.to_string()));
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, value, mapper) = param.consume();
+            let Some((field, container)) = self.path.last() else {
+                return Param::from_mapped_value(id, value, mapper);
+            };
+            let dims = value.dims();
+            let fan_in = match (container.as_str(), field.as_str()) {
+                ("Struct:Linear", "weight") => dims[0],
+                ("Struct:Conv1d" | "Struct:Conv2d", "weight") => dims[1..].iter().product(),
+                // burn builds the bias after the weight, with the weight's fan-in.
+                ("Struct:Linear" | "Struct:Conv1d" | "Struct:Conv2d", "bias") => self.fan_in,
+                _ => return Param::from_mapped_value(id, value, mapper),
+            };
+            self.fan_in = fan_in;
+            let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+            let require_grad = value.is_require_grad();
+            let fresh = self
+                .noise
+                .uniform::<B, D>(dims, NoiseKey::new(self.index, 0), &value.device())
+                .mul_scalar(2.0 * bound)
+                .sub_scalar(bound)
+                .set_require_grad(require_grad);
+            self.index += 1;
+            Param::from_mapped_value(id, fresh, mapper)
+        }
+    }
+    module.map(&mut Seeded {
+        noise: NoiseSource::new(seed).derive(INIT_PURPOSE),
+        index: 0,
+        path: Vec::new(),
+        fan_in: 1,
+    })
+}
+
+/// Every float parameter's values, in visiting order, as f32 bits (exact comparison of two
+/// modules: equal vectors mean bit-identical parameters).
+pub fn param_values<B: Backend, M: Module<B>>(module: &M) -> Vec<u32> {
+    struct Collect(Vec<u32>);
+    impl<B: Backend> ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+            let v = p.val().into_data().convert::<f32>();
+            self.0.extend(v.iter::<f32>().map(f32::to_bits));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    module.visit(&mut c);
+    c.0
+}
+
 /// Paths and shapes of every float parameter of a module, in visiting order.
 pub fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Vec<usize>)> {
     struct Shapes {
@@ -157,5 +248,92 @@ mod tests {
         );
         let th = Activation::Tanh.forward(x);
         assert!(th.abs().max().into_scalar() <= 1.0);
+    }
+
+    #[test]
+    fn seeded_init_ignores_the_global_rng_and_follows_burns_distribution() {
+        use crate::{TimeMlpConfig, UNetConfig};
+        let dev = Default::default();
+        let cfg = TimeMlpConfig::new(3)
+            .with_hidden_size(64)
+            .with_num_layers(2);
+        let a = param_values(&cfg.init::<B>(&dev).unwrap());
+        // Another thread reseeds and draws from burn's global RNG while the same config is built
+        // again: the weights must not move.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let noisy = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    #[allow(clippy::disallowed_methods)] // the disturbance under test
+                    B::seed(&Default::default(), i);
+                    let _ = Tensor::<B, 1>::random(
+                        [64],
+                        burn::tensor::Distribution::Default,
+                        &Default::default(),
+                    );
+                    i += 1;
+                }
+            })
+        };
+        for _ in 0..20 {
+            assert_eq!(param_values(&cfg.init::<B>(&dev).unwrap()), a);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        noisy.join().unwrap();
+        assert_ne!(
+            param_values(&cfg.clone().with_seed(1).init::<B>(&dev).unwrap()),
+            a
+        );
+
+        // The first hidden layer: fan-in 3 + 128 (concatenated embedding), so U(±1/√131); its
+        // 131·64 weights have variance bound²/3, with a relative standard error of
+        // √(4/5 / 8384) ≈ 1 %: 5 % is five of them.
+        let net = cfg.init::<B>(&dev).unwrap();
+        let w = net.layers[0]
+            .weight
+            .val()
+            .into_data()
+            .convert::<f64>()
+            .to_vec::<f64>()
+            .unwrap();
+        let bound = 1.0 / 131f64.sqrt();
+        assert!(w.iter().all(|v| v.abs() <= bound));
+        let var = w.iter().map(|v| v * v).sum::<f64>() / w.len() as f64;
+        assert!(
+            (var / (bound * bound / 3.0) - 1.0).abs() < 0.05,
+            "variance {var}"
+        );
+        let b = net.layers[0]
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .convert::<f64>();
+        assert!(b.iter::<f64>().all(|v| v.abs() <= bound) && b.iter::<f64>().any(|v| v != 0.0));
+
+        // GroupNorm scales stay one; convolutions get fan-in = in_channels · 3 · 3.
+        let unet = UNetConfig::mnist().with_base_channels(8).with_groups(4);
+        let u = unet.init::<B>(&dev).unwrap();
+        assert!(
+            u.norm_out
+                .gamma
+                .as_ref()
+                .unwrap()
+                .val()
+                .into_data()
+                .iter::<f32>()
+                .all(|g| g == 1.0)
+        );
+        let conv_bound = 1.0 / 9f32.sqrt();
+        let conv = u.conv_in.weight.val().into_data();
+        assert!(conv.iter::<f32>().all(|v| v.abs() <= conv_bound));
+        assert!(conv.iter::<f32>().any(|v| v.abs() > 0.5 * conv_bound));
+        assert_eq!(
+            param_values(&unet.init::<B>(&dev).unwrap()),
+            param_values(&u)
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! - [`model`]: [`ScoreModel`], the one place where a network's output (score, noise, denoised)
 //!   becomes a score;
 //! - [`layers`]: the shared pieces (twice-differentiable dense layer, activations, lazy
-//!   parameter materialisation);
+//!   parameter materialisation, seeded initialisation);
 //! - [`checkpoint`]: saving and loading weights with burn's recorders, with typed errors for
 //!   corrupt files and wrong shapes;
 //! - [`error`]: typed errors.
@@ -75,7 +75,9 @@ pub use energy::{
     EnergyMlp, EnergyMlpConfig, NoiseConditionalEnergy, NoiseConditionalEnergyConfig,
 };
 pub use error::{NetsError, Result};
-pub use layers::{Activation, dense, layer_norm, materialize, param_shapes};
+pub use layers::{
+    Activation, dense, layer_norm, materialize, param_shapes, param_values, seeded_init,
+};
 pub use mlp::{Conditioning, TimeMlp, TimeMlpConfig};
 pub use model::{Parameterization, ScoreModel, TimeNet};
 pub use unet::{AttentionBlock, AttentionBlockConfig, ResBlock, ResBlockConfig, UNet, UNetConfig};

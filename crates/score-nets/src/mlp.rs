@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{Result as NetsResult, ensure_nonzero, ensure_positive};
-use crate::layers::{Activation, dense, layer_norm, materialize};
+use crate::layers::{Activation, dense, layer_norm, seeded_init};
 use crate::model::TimeNet;
 
 /// How the time embedding `e = emb(t)` enters the MLP.
@@ -56,8 +56,12 @@ pub struct TimeMlpConfig {
     /// ε of the adaptive LayerNorm.
     #[config(default = 1e-5)]
     pub norm_epsilon: f64,
+    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// and seed give the same parameters on every run, whatever else the process does. Inside a
+    /// larger network, the outer network's seed decides.
+    #[config(default = 0)]
+    pub seed: u64,
 }
-
 /// The time-conditioned MLP; built by [`TimeMlpConfig::init`].
 #[derive(Module, Debug)]
 pub struct TimeMlp<B: Backend> {
@@ -128,8 +132,7 @@ impl TimeMlpConfig {
             hidden_size: h,
             norm_epsilon: self.norm_epsilon,
         };
-        materialize(&mlp);
-        Ok(mlp)
+        Ok(seeded_init(mlp, self.seed))
     }
 }
 

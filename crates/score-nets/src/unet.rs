@@ -18,7 +18,7 @@ use burn::tensor::{Tensor, activation, backend::Backend};
 
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{NetsError, Result as NetsResult, ensure_nonzero};
-use crate::layers::{Activation, dense, materialize};
+use crate::layers::{Activation, dense, seeded_init};
 use crate::model::TimeNet;
 
 fn conv3<B: Backend>(cin: usize, cout: usize, stride: usize, device: &B::Device) -> Conv2d<B> {
@@ -52,8 +52,12 @@ pub struct ResBlockConfig {
     /// GroupNorm groups (must divide both channel counts).
     #[config(default = 8)]
     pub groups: usize,
+    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// and seed give the same parameters on every run, whatever else the process does. Inside a
+    /// larger network, the outer network's seed decides.
+    #[config(default = 0)]
+    pub seed: u64,
 }
-
 /// `h = conv(act(GN(x))) + W·act(e)`, `out = skip(x) + conv(act(GN(h)))`: a residual block with
 /// the time embedding added between its two convolutions (DDPM's `ResnetBlock`, no dropout).
 #[derive(Module, Debug)]
@@ -79,14 +83,15 @@ impl ResBlockConfig {
         ensure_nonzero("groups", self.groups)?;
         check_groups(format!("res block input {ci}"), ci, self.groups)?;
         check_groups(format!("res block output {co}"), co, self.groups)?;
-        Ok(ResBlock {
+        let block = ResBlock {
             norm1: GroupNormConfig::new(self.groups, ci).init(device),
             conv1: conv3(ci, co, 1, device),
             time: LinearConfig::new(self.embed_dim, co).init(device),
             norm2: GroupNormConfig::new(self.groups, co).init(device),
             conv2: conv3(co, co, 1, device),
             skip: (ci != co).then(|| Conv2dConfig::new([ci, co], [1, 1]).init(device)),
-        })
+        };
+        Ok(seeded_init(block, self.seed))
     }
 }
 
@@ -116,8 +121,12 @@ pub struct AttentionBlockConfig {
     /// GroupNorm groups (must divide `channels`).
     #[config(default = 8)]
     pub groups: usize,
+    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// and seed give the same parameters on every run, whatever else the process does. Inside a
+    /// larger network, the outer network's seed decides.
+    #[config(default = 0)]
+    pub seed: u64,
 }
-
 /// Single-head self-attention over the pixels, with a residual connection: `x + proj(attn)`
 /// where `attn = softmax(q kᵀ/√c) v` on `GN(x)` (DDPM's `AttnBlock`).
 #[derive(Module, Debug)]
@@ -145,13 +154,14 @@ impl AttentionBlockConfig {
         )?;
         let c = self.channels;
         let lin = || LinearConfig::new(c, c).init(device);
-        Ok(AttentionBlock {
+        let block = AttentionBlock {
             norm: GroupNormConfig::new(self.groups, c).init(device),
             query: lin(),
             key: lin(),
             value: lin(),
             proj: lin(),
-        })
+        };
+        Ok(seeded_init(block, self.seed))
     }
 }
 
@@ -218,8 +228,12 @@ pub struct UNetConfig {
     /// The time embedding.
     #[config(default = "TimeEmbeddingConfig::new().with_dim(32).with_out_dim(Some(128))")]
     pub embedding: TimeEmbeddingConfig,
+    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// and seed give the same parameters on every run, whatever else the process does. Inside a
+    /// larger network, the outer network's seed decides.
+    #[config(default = 0)]
+    pub seed: u64,
 }
-
 /// The U-Net; built by [`UNetConfig::init`].
 #[derive(Module, Debug)]
 pub struct UNet<B: Backend> {
@@ -386,8 +400,7 @@ impl UNetConfig {
             norm_out: GroupNormConfig::new(g, ch).init(device),
             conv_out: conv3(ch, self.out_channels.unwrap_or(self.in_channels), 1, device),
         };
-        materialize(&net);
-        Ok(net)
+        Ok(seeded_init(net, self.seed))
     }
 }
 

@@ -6,7 +6,7 @@
 //! Langevin corrector step, snr 0.16), annealed Langevin over the NCSN levels, plain Langevin.
 
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::Tensor;
 use score_core::{AnySde, GaussianMixture, NoiseKey, NoiseSource, VeSde, tensor::to_f64};
 use score_nets::{
     NoiseConditionalEnergyConfig, Parameterization, ScoreModel, TimeEmbeddingConfig, TimeMlpConfig,
@@ -111,8 +111,10 @@ fn trainer_config(steps: u64, lr: f64) -> TrainerConfig {
 fn continuous_loss_then_pc_sampler_reaches_the_ring() {
     let start = std::time::Instant::now();
     let sde = VeSde::new(0.05, 10.0).unwrap();
-    B::seed(&Default::default(), 11);
-    let net = mlp(64).init::<B>(&Default::default()).unwrap();
+    let net = mlp(64)
+        .with_seed(11)
+        .init::<B>(&Default::default())
+        .unwrap();
     let model = ScoreModel::new(net, AnySde::Ve(sde), Parameterization::Noise);
     let mut trainer = Trainer::new(model, trainer_config(STEPS_SDE, 5e-3)).unwrap();
     let report = trainer
@@ -148,9 +150,9 @@ fn energy_net_with_multiscale_dsm_then_annealed_langevin_reaches_the_ring() {
     // σ from 6 (about the ring's diameter) down to 0.2 (the components' std), 10 levels.
     let (sigma_min, sigma_max) = (0.2, 6.0);
     let sde = VeSde::new(sigma_min, sigma_max).unwrap();
-    B::seed(&Default::default(), 12);
     let net = NoiseConditionalEnergyConfig::new(2)
         .with_hidden_size(64)
+        .with_seed(12)
         .init::<B>(&Default::default())
         .unwrap();
     let loss = MultiScaleDsm::new(sde, 10).unwrap().with_view(AsEnergy);
@@ -208,8 +210,10 @@ fn sliced_score_matching_then_langevin_reaches_the_smoothed_ring() {
     let t_smooth = (smooth / ve.sigma_min()).ln() / (ve.sigma_max() / ve.sigma_min()).ln();
     let target = ring().at(&ve, t_smooth).unwrap();
     let smoothed = move |step: u64| target_sample(step);
-    B::seed(&Default::default(), 13);
-    let net = mlp(64).init::<B>(&Default::default()).unwrap();
+    let net = mlp(64)
+        .with_seed(13)
+        .init::<B>(&Default::default())
+        .unwrap();
     // The raw network output is the score (AsOutput): score-nets' ScoreModel wraps a generic
     // module, which burn's derive cannot lift to the nested autodiff level.
     let loss = SlicedScoreMatching::new(1)

@@ -4,7 +4,7 @@
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Module;
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::Tensor;
 use score_core::{AnySde, NoiseSource, VpSde, tensor::to_f64};
 use score_nets::{Parameterization, ScoreModel, TimeEmbeddingConfig, TimeMlpConfig};
 use score_train::{AsOutput, ExplicitScoreMatching, Loss, SlicedScoreMatching};
@@ -14,8 +14,8 @@ type B = Autodiff<NdArray<f32>>;
 #[test]
 fn second_order_losses_read_a_score_model() {
     let dev = Default::default();
-    B::seed(&dev, 5);
     let net = TimeMlpConfig::new(2)
+        .with_seed(5)
         .with_hidden_size(16)
         .with_num_layers(2)
         .with_embedding(TimeEmbeddingConfig::new().with_dim(8))

@@ -5,19 +5,20 @@
 use std::path::PathBuf;
 
 use burn::backend::{Autodiff, NdArray};
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Tensor, backend::Backend};
+use burn::tensor::Tensor;
 use score_core::{AnySde, GaussianMixture, NoiseKey, NoiseSource, VeSde};
-use score_nets::{Parameterization, ScoreModel, TimeEmbeddingConfig, TimeMlp, TimeMlpConfig};
+use score_nets::{
+    Parameterization, ScoreModel, TimeEmbeddingConfig, TimeMlp, TimeMlpConfig, param_values,
+};
 use score_train::{Checkpoint, EmaConfig, SdeLoss, TrainError, Trainer, TrainerConfig};
 
 type B = Autodiff<NdArray<f32>>;
 type Model = ScoreModel<B, TimeMlp<B>>;
 
 fn model(seed: u64) -> Model {
-    // burn's initialisers draw from a global RNG; seeding the backend makes the nets repeatable.
-    B::seed(&Default::default(), seed);
+    // The seed is part of the config: no global RNG that a parallel test could reseed.
     let net = TimeMlpConfig::new(2)
+        .with_seed(seed)
         .with_hidden_size(16)
         .with_num_layers(2)
         .with_embedding(TimeEmbeddingConfig::new().with_dim(8))
@@ -59,25 +60,6 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Every float parameter's bits, in visiting order.
-fn bits<Bk: Backend, M: Module<Bk>>(m: &M) -> Vec<u32> {
-    struct Collect(Vec<u32>);
-    impl<Bk: Backend> ModuleVisitor<Bk> for Collect {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Bk, D>>) {
-            let v = p
-                .val()
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .unwrap();
-            self.0.extend(v.into_iter().map(f32::to_bits));
-        }
-    }
-    let mut c = Collect(Vec::new());
-    m.visit(&mut c);
-    c.0
-}
-
 #[test]
 fn interrupted_and_resumed_run_ends_with_identical_parameters() {
     let dir = temp_dir("resume");
@@ -117,13 +99,13 @@ fn interrupted_and_resumed_run_ends_with_identical_parameters() {
     assert_eq!((report.step, report.steps_run), (30, 20));
 
     assert_eq!(
-        bits(resumed.model()),
-        bits(full.model()),
+        param_values(resumed.model()),
+        param_values(full.model()),
         "model parameters differ"
     );
     assert_eq!(
-        bits(resumed.ema()),
-        bits(full.ema()),
+        param_values(resumed.ema()),
+        param_values(full.ema()),
         "EMA parameters differ"
     );
     let losses = |t: &Trainer<B, Model>| {
@@ -151,7 +133,7 @@ fn corrupt_or_truncated_checkpoints_are_errors_and_change_nothing() {
     let good = std::fs::read(&path).unwrap();
 
     let fresh = Trainer::new(model(4), cfg.clone()).unwrap();
-    let before = bits(fresh.model());
+    let before = param_values(fresh.model());
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("truncated", good[..good.len() / 2].to_vec()),
         ("one byte short", good[..good.len() - 1].to_vec()),
@@ -173,7 +155,11 @@ fn corrupt_or_truncated_checkpoints_are_errors_and_change_nothing() {
         let err = t.load_checkpoint(&path).unwrap_err();
         assert!(matches!(err, TrainError::Corrupt { .. }), "{what}: {err:?}");
         assert_eq!(t.step(), 0, "{what}");
-        assert_eq!(bits(t.model()), before, "{what}: parameters changed");
+        assert_eq!(
+            param_values(t.model()),
+            before,
+            "{what}: parameters changed"
+        );
         // resume_or_new refuses too, instead of starting from garbage.
         assert!(
             Trainer::resume_or_new(model(4), cfg.clone()).is_err(),
@@ -184,8 +170,8 @@ fn corrupt_or_truncated_checkpoints_are_errors_and_change_nothing() {
 
     // A valid file written for another architecture is caught when its records are decoded.
     std::fs::write(&path, &good).unwrap();
-    B::seed(&Default::default(), 5);
     let other = TimeMlpConfig::new(2)
+        .with_seed(5)
         .with_hidden_size(8)
         .with_num_layers(1)
         .with_embedding(TimeEmbeddingConfig::new().with_dim(4))
@@ -200,7 +186,7 @@ fn corrupt_or_truncated_checkpoints_are_errors_and_change_nothing() {
     let mut t = Trainer::new(model(4), cfg).unwrap();
     t.load_checkpoint(&path).unwrap();
     assert_eq!(t.step(), 3);
-    assert_eq!(bits(t.model()), bits(trainer.model()));
+    assert_eq!(param_values(t.model()), param_values(trainer.model()));
     let missing = Checkpoint::read(dir.join("missing.ckpt")).unwrap_err();
     assert!(matches!(missing, TrainError::Io { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -256,4 +242,63 @@ fn eval_hook_runs_on_schedule_and_lands_in_the_history_csv() {
             .all(|r| r.grad_norm.is_finite() && r.lr > 0.0)
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A loss whose value is finite (zero) but whose gradient is NaN: `d/dw √(0·w) = ∞·0`.
+struct NanGradient;
+
+impl score_train::Loss<B, Model, 2> for NanGradient {
+    fn per_sample(
+        &self,
+        model: &Model,
+        x0: Tensor<B, 2>,
+        _noise: &NoiseSource,
+        _step: u64,
+    ) -> Tensor<B, 1> {
+        let n = x0.dims()[0];
+        let t = Tensor::<B, 1>::full([n], 0.5, &x0.device());
+        let out = model.output(x0, t);
+        out.mul_scalar(0.0).sqrt().sum_dim(1).squeeze_dim(1)
+    }
+}
+
+#[test]
+fn a_nan_gradient_with_a_finite_loss_is_reported_as_a_gradient_error() {
+    let cfg = TrainerConfig::new().with_steps(3);
+    let mut t = Trainer::new(model(8), cfg).unwrap();
+    let before = param_values(t.model());
+    match t.fit(&NanGradient, data, &mut ()) {
+        Err(TrainError::NonFiniteGradient {
+            step,
+            loss,
+            grad_norm,
+        }) => {
+            assert_eq!(step, 0);
+            assert_eq!(loss, 0.0);
+            assert!(grad_norm.is_nan());
+        }
+        other => panic!("expected NonFiniteGradient, got {other:?}"),
+    }
+    assert_eq!(
+        param_values(t.model()),
+        before,
+        "no update after a NaN gradient"
+    );
+}
+
+#[test]
+fn adams_own_clipping_is_cleared_so_gradients_are_clipped_once() {
+    // Adam's per-parameter clipping at 1e-6 would shrink every step to almost nothing, a change
+    // far above f32 rounding; the trainer clears it, so both runs are bit-identical.
+    use burn::grad_clipping::GradientClippingConfig;
+    let base = TrainerConfig::new().with_steps(5).with_learning_rate(1e-2);
+    let clipped = base.clone().with_adam(
+        burn::optim::AdamConfig::new().with_grad_clipping(Some(GradientClippingConfig::Norm(1e-6))),
+    );
+    let mut a = Trainer::new(model(9), base).unwrap();
+    a.fit(&loss(), data, &mut ()).unwrap();
+    let mut b = Trainer::new(model(9), clipped).unwrap();
+    b.fit(&loss(), data, &mut ()).unwrap();
+    assert_eq!(param_values(a.model()), param_values(b.model()));
+    assert_ne!(param_values(a.model()), param_values(&model(9)));
 }
