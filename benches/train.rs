@@ -84,7 +84,7 @@ where
 /// gradient collection, clipping, Adam and EMA of a full step.
 fn bench_forward_backward(c: &mut Criterion) {
     let model = seed_mlp();
-    let loss = DdpmLoss::new(1e-4, 0.02, 1000).unwrap().with_view(AsOutput);
+    let loss = DdpmLoss::new(1e-4, 0.02, 1000).unwrap();
     let x0 = batch();
     let noise = NoiseSource::new(0);
     let mut group = c.benchmark_group("train_step_b256");
@@ -115,7 +115,7 @@ fn benches(c: &mut Criterion) {
         c,
         "ddpm_eps",
         seed_mlp(),
-        DdpmLoss::new(1e-4, 0.02, 1000).unwrap().with_view(AsOutput),
+        DdpmLoss::new(1e-4, 0.02, 1000).unwrap(),
     );
     bench_loss(
         c,

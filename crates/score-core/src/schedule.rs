@@ -59,6 +59,29 @@ pub fn linear_betas(beta_start: f64, beta_end: f64, n: usize) -> Result<Vec<f64>
     Ok((0..n).map(|i| beta_start + step * i as f64).collect())
 }
 
+/// The continuous time at which a network sees DDPM's step `i ∈ {0, …, n−1}` (0-based: `x_i`
+/// carries the noise of `i + 1` forward steps, `ᾱ_i = Π_{j≤i}(1 − β_j)`): `t_i = (i + 1)/n`.
+///
+/// One convention for the whole workspace: score-train's `DdpmLoss` trains at these times and
+/// score-sample's DDPM sampler queries at them. It lies in `(0, 1]`, so a noise-parameterised
+/// model on the VP SDE never divides by `σ(0) = 0`, and the VP SDE whose discretisation gives
+/// these betas has nearly the marginal `ᾱ_i` at `t_i`.
+///
+/// ```
+/// use score_core::schedule::{ddpm_step, ddpm_time};
+/// assert_eq!(ddpm_time(0, 1000), 1e-3);
+/// assert_eq!(ddpm_time(999, 1000), 1.0);
+/// assert_eq!(ddpm_step(ddpm_time(417, 1000), 1000), 417);
+/// ```
+pub fn ddpm_time(i: usize, n: usize) -> f64 {
+    (i + 1) as f64 / n as f64
+}
+
+/// The step `i` whose [`ddpm_time`] is nearest to `t` (clamped to `0..n`).
+pub fn ddpm_step(t: f64, n: usize) -> usize {
+    ((t * n as f64).round().max(1.0) as usize).min(n) - 1
+}
+
 /// Largest β the cosine schedule allows; Nichol & Dhariwal clip at 0.999 to avoid a singularity
 /// at the end of the process.
 pub const COSINE_MAX_BETA: f64 = 0.999;

@@ -15,8 +15,9 @@ use crate::samples::{Samples, ensure_finite, times};
 
 /// A model that predicts the noise `ε` in `x_i = √ᾱ_i·x_0 + √(1 − ᾱ_i)·ε`.
 ///
-/// It receives the step as the normalised time `i/N`, `i ∈ {0, …, N−1}` (the convention of the
-/// seed-000 trainer: `t_normalized = t / n_timesteps`). Closures implement it.
+/// It receives step `i ∈ {0, …, N−1}` as the time
+/// [`ddpm_time`](score_core::schedule::ddpm_time)`(i, N) = (i + 1)/N`, the time at which
+/// score-train's `DdpmLoss` trains it. Closures implement it.
 pub trait NoisePredictor<B: Backend, const D: usize> {
     /// The predicted noise.
     ///
@@ -130,7 +131,7 @@ impl DdpmSampler {
         let mut x_mean = x.clone();
         for k in 0..n_steps {
             let i = n_steps - 1 - k;
-            let t = i as f64 / n_steps as f64;
+            let t = schedule::ddpm_time(i, n_steps);
             let (beta, abar) = (self.betas[i], self.alphas_cumprod[i]);
             let eps = model.predict_noise(x.clone(), times(&x, t));
             x_mean =

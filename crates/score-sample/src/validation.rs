@@ -165,7 +165,7 @@ fn ddpm_sampler_with_the_exact_noise_matches_the_ring() {
     // The exact ε-prediction: ε(x, i) = −√(1 − ᾱ_i)·∇log p_i(x), p_i the ring pushed through
     // x_i = √ᾱ_i·x_0 + √(1 − ᾱ_i)·ε.
     let model = |x: Tensor<B, 2>, t: Tensor<B, 1>| {
-        let i = (first(t.clone()) * 200.0).round() as usize;
+        let i = score_core::schedule::ddpm_step(first(t.clone()), 200);
         let k = Marginal {
             mean_coef: abar[i].sqrt(),
             std: (1.0 - abar[i]).sqrt(),

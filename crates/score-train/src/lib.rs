@@ -41,8 +41,9 @@ pub use checkpoint::Checkpoint;
 pub use ema::{Ema, EmaConfig, EmaWarmup};
 pub use error::{Result, TrainError};
 pub use loss::{
-    DdpmLoss, DdpmTarget, DenoisingScoreMatching, ExplicitScoreMatching, Loss, MultiScaleDsm,
-    Projection, Reduction, SdeLoss, SlicedEstimator, SlicedScoreMatching, TimeSampling, Weighting,
+    DdpmLoss, DdpmTarget, DdpmView, DenoisingScoreMatching, ExplicitScoreMatching, Loss,
+    MultiScaleDsm, Projection, Reduction, SdeLoss, SlicedEstimator, SlicedScoreMatching,
+    TimeSampling, Weighting,
 };
 pub use train::{EvalHook, HistoryRow, TrainReport, Trainer, TrainerConfig};
 pub use view::{AsEnergy, AsOutput, AsScore, Exact, LiftedScoreView, ScoreView};

@@ -3,42 +3,75 @@
 use burn::tensor::{Tensor, backend::Backend};
 use score_core::{
     NoiseKey, NoiseSource,
-    schedule::{alphas_cumprod, linear_betas},
+    schedule::{alphas_cumprod, ddpm_time, linear_betas},
     tensor::{per_sample, sum_per_sample},
 };
 
 use super::{Loss, host_vector, normal_like, streams};
 use crate::error::Result;
-use crate::view::{AsScore, ScoreView};
+use crate::view::{AsOutput, AsScore, ScoreView};
 
-/// What the network's output is compared with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What the model's output is compared with; fixed by the view the loss reads the model through
+/// ([`DdpmView`]), so a score cannot be compared with the noise by mistake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DdpmTarget {
-    /// The output is a noise prediction `ε̂`: loss `‖ε̂ − ε‖²`.
-    #[default]
+    /// The output is a noise prediction `ε̂`: loss `‖ε̂ − ε‖²`. The target of [`AsOutput`] (a raw
+    /// network predicting ε, as in DDPM).
     Epsilon,
     /// The output is a score `s`: target `−ε/√(1 − ᾱ)`, weighted by `1 − ᾱ`, i.e.
-    /// `‖√(1 − ᾱ) s + ε‖²` — the same objective in the score parameterisation.
+    /// `‖√(1 − ᾱ) s + ε‖²` — the same objective in the score parameterisation. The target of
+    /// every view that reads a score ([`AsScore`], e.g. a `ScoreModel` whatever its
+    /// parameterisation; [`AsEnergy`](crate::AsEnergy); [`Exact`](crate::Exact)).
     Score,
+}
+
+/// A view [`DdpmLoss`] can read a model through, and what its reading is compared with.
+pub trait DdpmView {
+    /// [`DdpmTarget::Epsilon`] for a view that yields a noise prediction, [`DdpmTarget::Score`]
+    /// for one that yields a score.
+    const TARGET: DdpmTarget;
+}
+
+impl DdpmView for AsOutput {
+    const TARGET: DdpmTarget = DdpmTarget::Epsilon;
+}
+impl DdpmView for AsScore {
+    const TARGET: DdpmTarget = DdpmTarget::Score;
+}
+impl DdpmView for crate::AsEnergy {
+    const TARGET: DdpmTarget = DdpmTarget::Score;
+}
+impl DdpmView for crate::Exact {
+    const TARGET: DdpmTarget = DdpmTarget::Score;
 }
 
 /// DDPM's ε-loss: draw a step `i` uniformly from `0..N`, `x_i = √ᾱ_i x₀ + √(1 − ᾱ_i) ε`, and
 /// average the squared error over coordinates (PyTorch's `mse_loss`).
 ///
-/// The network sees the time `t_i = (i + 1)/N`, at which the VP SDE with `β(t) = N·β_{⌊tN⌋}`
-/// has nearly the same marginal, so a score adapter built for [`VpSde`](score_core::VpSde) reads
-/// the same model.
+/// The network sees the time [`ddpm_time`]`(i, N) = (i + 1)/N`, the time at which score-sample's
+/// DDPM sampler queries it, and at which the VP SDE with `β(t) = N·β_{⌊tN⌋}` has nearly the same
+/// marginal (so a score adapter built for [`VpSde`](score_core::VpSde) reads the same model).
+///
+/// [`DdpmLoss::new`] reads the raw network output as `ε̂` ([`AsOutput`]); read a `ScoreModel`
+/// (or any score) with `.with_view(AsScore)`, which switches the target to the score form.
+///
+/// ```
+/// use score_train::{AsScore, DdpmLoss, DdpmTarget};
+/// let eps = DdpmLoss::new(1e-4, 0.02, 1000).unwrap();
+/// assert_eq!(eps.target(), DdpmTarget::Epsilon);
+/// assert_eq!(eps.with_view(AsScore).target(), DdpmTarget::Score);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct DdpmLoss<V = AsScore> {
+pub struct DdpmLoss<V = AsOutput> {
     sqrt_ab: Vec<f64>,
     sqrt_1m_ab: Vec<f64>,
-    target: DdpmTarget,
     /// How the output is read off the model.
     pub view: V,
 }
 
 impl DdpmLoss {
-    /// The ε-loss over `n` linear betas from `beta_start` to `beta_end` (DDPM: 1e-4, 0.02, 1000).
+    /// The ε-loss over `n` linear betas from `beta_start` to `beta_end` (DDPM: 1e-4, 0.02, 1000),
+    /// reading the network's raw output as the noise prediction.
     ///
     /// ```
     /// let l = score_train::DdpmLoss::new(1e-4, 0.02, 1000).unwrap();
@@ -49,26 +82,26 @@ impl DdpmLoss {
         Ok(Self {
             sqrt_ab: ab.iter().map(|a| a.sqrt()).collect(),
             sqrt_1m_ab: ab.iter().map(|a| (1.0 - a).sqrt()).collect(),
-            target: DdpmTarget::Epsilon,
-            view: AsScore,
+            view: AsOutput,
         })
     }
 }
 
 impl<V> DdpmLoss<V> {
-    /// The same loss reading the model through `view`.
-    pub fn with_view<W>(self, view: W) -> DdpmLoss<W> {
+    /// The same loss reading the model through `view` (its target follows the view).
+    pub fn with_view<W: DdpmView>(self, view: W) -> DdpmLoss<W> {
         DdpmLoss {
             sqrt_ab: self.sqrt_ab,
             sqrt_1m_ab: self.sqrt_1m_ab,
-            target: self.target,
             view,
         }
     }
-    /// The same loss with another target.
-    pub fn with_target(mut self, target: DdpmTarget) -> Self {
-        self.target = target;
-        self
+    /// What the model's reading is compared with.
+    pub fn target(&self) -> DdpmTarget
+    where
+        V: DdpmView,
+    {
+        V::TARGET
     }
     /// Number of discrete steps `N`.
     pub fn steps(&self) -> usize {
@@ -79,7 +112,7 @@ impl<V> DdpmLoss<V> {
 impl<B, M, V, const D: usize> Loss<B, M, D> for DdpmLoss<V>
 where
     B: Backend,
-    V: ScoreView<B, M, D>,
+    V: ScoreView<B, M, D> + DdpmView,
 {
     fn per_sample(
         &self,
@@ -98,12 +131,12 @@ where
             .collect();
         let a: Vec<f64> = idx.iter().map(|&i| self.sqrt_ab[i]).collect();
         let s: Vec<f64> = idx.iter().map(|&i| self.sqrt_1m_ab[i]).collect();
-        let t: Vec<f64> = idx.iter().map(|&i| (i + 1) as f64 / steps as f64).collect();
+        let t: Vec<f64> = idx.iter().map(|&i| ddpm_time(i, steps)).collect();
         let eps = normal_like(&x0, noise, NoiseKey::new(step, streams::EPS));
         let x = x0 * per_sample::<B, D>(host_vector(&a, &device))
             + eps.clone() * per_sample::<B, D>(host_vector(&s, &device));
         let out = self.view.score(model, x, host_vector(&t, &device));
-        let residual = match self.target {
+        let residual = match V::TARGET {
             DdpmTarget::Epsilon => out - eps,
             DdpmTarget::Score => out * per_sample::<B, D>(host_vector(&s, &device)) + eps,
         };

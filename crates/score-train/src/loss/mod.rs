@@ -20,7 +20,7 @@ mod ncsn;
 mod sde;
 mod sliced;
 
-pub use ddpm::{DdpmLoss, DdpmTarget};
+pub use ddpm::{DdpmLoss, DdpmTarget, DdpmView};
 pub use dsm::DenoisingScoreMatching;
 pub use esm::ExplicitScoreMatching;
 pub use ncsn::MultiScaleDsm;
