@@ -23,13 +23,24 @@ pub enum TrainError {
     /// An invalid schedule or SDE from score-core.
     #[error(transparent)]
     Core(#[from] CoreError),
-    /// The loss (or the gradient norm) became NaN or infinite; training stopped before the update.
+    /// The loss became NaN or infinite; training stopped before the update.
     #[error("non-finite loss {loss} at training step {step}")]
     NonFinite {
         /// The training step whose loss was not finite.
         step: u64,
         /// The value read back.
         loss: f64,
+    },
+    /// The loss was finite but its gradient was not (NaN or infinite global norm); training stopped
+    /// before the update.
+    #[error("non-finite gradient norm {grad_norm} at training step {step} (loss {loss})")]
+    NonFiniteGradient {
+        /// The training step whose gradient was not finite.
+        step: u64,
+        /// The (finite) loss of that step.
+        loss: f64,
+        /// The global gradient norm read back.
+        grad_norm: f64,
     },
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
