@@ -31,9 +31,24 @@ fn check_variances(component: usize, var: &[f64]) -> Result<()> {
 
 /// A Gaussian `N(μ, diag(v))` in any dimension.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "GaussianParams")]
 pub struct DiagGaussian {
     mean: Vec<f64>,
     var: Vec<f64>,
+}
+
+/// What a serialised [`DiagGaussian`] holds; deserialising goes through [`DiagGaussian::new`].
+#[derive(Deserialize)]
+struct GaussianParams {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+}
+
+impl TryFrom<GaussianParams> for DiagGaussian {
+    type Error = CoreError;
+    fn try_from(p: GaussianParams) -> Result<Self> {
+        Self::new(p.mean, p.var)
+    }
 }
 
 impl DiagGaussian {
@@ -112,10 +127,27 @@ impl DiagGaussian {
 /// assert!((s[0] - fd).abs() < 1e-6);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "MixtureParams")]
 pub struct GaussianMixture {
     weights: Vec<f64>,
     means: Vec<Vec<f64>>,
     vars: Vec<Vec<f64>>,
+}
+
+/// What a serialised [`GaussianMixture`] holds; deserialising goes through
+/// [`GaussianMixture::new`] (an empty or malformed mixture is an error, not a later panic).
+#[derive(Deserialize)]
+struct MixtureParams {
+    weights: Vec<f64>,
+    means: Vec<Vec<f64>>,
+    vars: Vec<Vec<f64>>,
+}
+
+impl TryFrom<MixtureParams> for GaussianMixture {
+    type Error = CoreError;
+    fn try_from(p: MixtureParams) -> Result<Self> {
+        Self::new(p.weights, p.means, p.vars)
+    }
 }
 
 impl GaussianMixture {

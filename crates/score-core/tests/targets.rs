@@ -296,3 +296,47 @@ fn invalid_targets_are_rejected_with_values() {
         Err(CoreError::TooFewSteps { got: 0, .. })
     ));
 }
+
+#[test]
+fn deserialising_validates_like_the_constructors() {
+    // Round trips of valid values.
+    let ring = GaussianMixture::ring(8, 4.0, 0.2).unwrap();
+    let back: GaussianMixture =
+        serde_json::from_str(&serde_json::to_string(&ring).unwrap()).unwrap();
+    assert_eq!(back.n_components(), 8);
+    for (a, b) in back.weights().iter().zip(ring.weights()) {
+        assert_relative_eq!(*a, *b, max_relative = 1e-15);
+    }
+    let ve = VeSde::new(0.05, 10.0).unwrap();
+    let ve_back: VeSde = serde_json::from_str(&serde_json::to_string(&ve).unwrap()).unwrap();
+    assert_eq!(ve_back, ve);
+    let vp = VpSde::new(0.1, 20.0).unwrap();
+    let vp_back: VpSde = serde_json::from_str(&serde_json::to_string(&vp).unwrap()).unwrap();
+    assert_eq!(vp_back, vp);
+
+    // Invalid values are errors that name the problem, not objects that panic later.
+    let err = |r: Result<GaussianMixture, serde_json::Error>| r.unwrap_err().to_string();
+    assert!(
+        err(serde_json::from_str(
+            r#"{"weights":[],"means":[],"vars":[]}"#
+        ))
+        .contains("at least one component"),
+        "empty mixture"
+    );
+    let e = err(serde_json::from_str(
+        r#"{"weights":[1.0],"means":[[0.0,0.0]],"vars":[[1.0]]}"#,
+    ));
+    assert!(e.contains("mixture variance"), "{e}");
+    let e = serde_json::from_str::<VeSde>(r#"{"sigma_min":10.0,"sigma_max":0.05}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("10"), "{e}");
+    assert!(serde_json::from_str::<VpSde>(r#"{"beta_min":-1.0,"beta_max":20.0}"#).is_err());
+    assert!(serde_json::from_str::<SubVpSde>(r#"{"beta_min":5.0,"beta_max":1.0}"#).is_err());
+    assert!(
+        serde_json::from_str::<DiagGaussian>(r#"{"mean":[0.0],"var":[0.0]}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("variance")
+    );
+}
