@@ -1,33 +1,25 @@
 //! Saving and loading network weights with burn's recorders, checked.
 //!
 //! burn's `load_record` accepts a record whose tensors have other shapes than the module's
-//! (it replaces the parameters silently) and its bincode byte recorder panics on corrupt input.
-//! So the weights are encoded with [`NamedMpkBytesRecorder`] (full precision) inside a small
+//! (it replaces the parameters silently), panics on a record of another structure, and its
+//! bincode byte recorder panics on corrupt input. So the weights are encoded with the
+//! self-describing [`FileRecorder`](crate::record::FileRecorder) (full precision) inside a small
 //! envelope — magic, format version, payload length and an FNV-1a checksum — written atomically
-//! (temporary file, then rename), and loading compares every parameter's shape with the module's
-//! before handing it back. A bad file gives a [`NetsError`], never a panic or a wrong model.
+//! (temporary file, flush, rename), and loading compares the record's structure and every
+//! parameter's shape with the module's before burn sees it ([`crate::record`]). A bad file gives
+//! a [`NetsError`], never a panic or a wrong model.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Module;
-use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Recorder};
 use burn::tensor::backend::Backend;
 
 use crate::error::{NetsError, Result};
-use crate::layers::param_shapes;
+use crate::record::{encode_module, fnv1a, load_module_record, write_atomic};
 
 const MAGIC: &[u8; 8] = b"SCORENET";
 const VERSION: u32 = 1;
 const HEADER: usize = 8 + 4 + 8 + 8;
-
-type Rec = NamedMpkBytesRecorder<FullPrecisionSettings>;
-
-/// FNV-1a, 64 bit: enough to tell a damaged file from an intact one (not a security measure).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
 
 fn envelope(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
@@ -101,16 +93,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NetsError + '_ {
 /// ```
 pub fn save_module<B: Backend, M: Module<B>>(module: &M, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let payload = Recorder::<B>::record(&Rec::default(), module.clone().into_record(), ())
-        .map_err(|e| NetsError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("could not encode the record: {e}"),
-        })?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, envelope(&payload)).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    let payload = encode_module(module, path)?;
+    write_atomic(path, &envelope(&payload)).map_err(|(p, source)| NetsError::Io { path: p, source })
 }
 
 /// Loads weights saved by [`save_module`] into `module` (built from the same configuration) on
@@ -120,9 +104,8 @@ pub fn save_module<B: Backend, M: Module<B>>(module: &M, path: impl AsRef<Path>)
 /// - [`NetsError::Io`] when the file cannot be read;
 /// - [`NetsError::Corrupt`] when it is not an intact weight file or does not decode as a record
 ///   of this module type;
-/// - [`NetsError::Incompatible`] when its structure differs from `module`'s (burn's loader
-///   panics there; the panic is caught and its message reported, after the default panic hook
-///   has printed it);
+/// - [`NetsError::Incompatible`] when its structure differs from `module`'s (another number of
+///   layers, say), found before burn's loader sees the record;
 /// - [`NetsError::ShapeMismatch`] when its parameters' number or shapes differ from `module`'s.
 pub fn load_module<B: Backend, M: Module<B>>(
     module: M,
@@ -132,59 +115,7 @@ pub fn load_module<B: Backend, M: Module<B>>(
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(io(path))?;
     let payload = open_envelope(&bytes, path)?;
-    load_payload(module, payload, path, device)
-}
-
-fn load_payload<B: Backend, M: Module<B>>(
-    module: M,
-    payload: &[u8],
-    path: &Path,
-    device: &B::Device,
-) -> Result<M> {
-    let corrupt = |reason: String| NetsError::Corrupt {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let record: M::Record = Recorder::<B>::load(&Rec::default(), payload.to_vec(), device)
-        .map_err(|e| corrupt(format!("does not decode as this module's record: {e}")))?;
-    let expected = param_shapes(&module);
-    // burn asserts (panics) when a record's structure differs from the module's, e.g. a Vec of
-    // layers of another length; that is reported as an incompatible file.
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let m = module.load_record(record);
-        let shapes = param_shapes(&m);
-        (m, shapes)
-    }));
-    let (loaded, found) = loaded.map_err(|panic| {
-        let reason = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("the record's structure differs from the module's");
-        NetsError::Incompatible {
-            path: path.to_path_buf(),
-            reason: reason.split_whitespace().collect::<Vec<_>>().join(" "),
-        }
-    })?;
-    if expected.len() != found.len() {
-        return Err(NetsError::ShapeMismatch {
-            path: path.to_path_buf(),
-            param: "#count".into(),
-            expected: vec![expected.len()],
-            found: vec![found.len()],
-        });
-    }
-    for ((name, e), (_, f)) in expected.into_iter().zip(found) {
-        if e != f {
-            return Err(NetsError::ShapeMismatch {
-                path: path.to_path_buf(),
-                param: name,
-                expected: e,
-                found: f,
-            });
-        }
-    }
-    Ok(loaded)
+    load_module_record(module, payload, device, path)
 }
 
 #[cfg(test)]
@@ -196,8 +127,8 @@ mod tests {
 
     type B = NdArray<f32>;
 
-    fn tmp(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("score-nets-{}-{name}.bin", std::process::id()))
+    fn tmp(dir: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
+        dir.path().join(format!("{name}.bin"))
     }
 
     fn cfg(hidden: usize) -> TimeMlpConfig {
@@ -223,7 +154,8 @@ mod tests {
     fn save_then_load_reproduces_outputs_exactly() {
         let dev = Default::default();
         let net = cfg(16).init::<B>(&dev).unwrap();
-        let path = tmp("roundtrip");
+        let dir = tempfile::tempdir().unwrap();
+        let path = tmp(&dir, "roundtrip");
         save_module(&net, &path).unwrap();
         // A fresh network (other random weights and other Fourier seed) takes the saved ones.
         let fresh = cfg(16)
@@ -238,13 +170,13 @@ mod tests {
         assert_ne!(out(&fresh), out(&net));
         let loaded = load_module(fresh, &path, &dev).unwrap();
         assert_eq!(out(&loaded), out(&net));
-        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
     fn wrong_shapes_are_an_error() {
         let dev = Default::default();
-        let path = tmp("shapes");
+        let dir = tempfile::tempdir().unwrap();
+        let path = tmp(&dir, "shapes");
         save_module(&cfg(16).init::<B>(&dev).unwrap(), &path).unwrap();
         let err = load_module(cfg(8).init::<B>(&dev).unwrap(), &path, &dev).unwrap_err();
         match &err {
@@ -267,16 +199,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(&err, NetsError::Incompatible { reason, .. } if reason.contains("length")),
+            matches!(&err, NetsError::Incompatible { reason, .. } if reason.contains("length") && reason.contains("layers")),
             "{err}"
         );
-        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
     fn corrupt_and_missing_files_are_errors() {
         let dev = Default::default();
-        let path = tmp("corrupt");
+        let dir = tempfile::tempdir().unwrap();
+        let path = tmp(&dir, "corrupt");
         let fresh = || cfg(16).init::<B>(&dev).unwrap();
         save_module(&fresh(), &path).unwrap();
         let good = std::fs::read(&path).unwrap();
@@ -296,8 +228,7 @@ mod tests {
         assert!(reason(b"PK\x03\x04 certainly not weights").contains("magic"));
         // An intact envelope around bytes that are not a record.
         assert!(reason(&envelope(b"\x93\x01\x02\x03garbage")).contains("decode"));
-        std::fs::remove_file(&path).unwrap();
-        let err = load_module(fresh(), tmp("missing"), &dev).unwrap_err();
+        let err = load_module(fresh(), tmp(&dir, "missing"), &dev).unwrap_err();
         assert!(matches!(err, NetsError::Io { .. }), "{err}");
     }
 }

@@ -66,12 +66,12 @@ pub enum NetsError {
         reason: String,
     },
     /// A weight file whose record has another structure than the module loading it (another
-    /// number of layers, say), detected by burn while loading.
+    /// number of layers, say), found by comparing the record with the module before loading.
     #[error("weight file {path} does not fit the module: {reason}")]
     Incompatible {
         /// The file.
         path: PathBuf,
-        /// burn's description of the mismatch.
+        /// Where the two differ and how.
         reason: String,
     },
     /// A weight file whose parameters do not have the shapes of the module loading it.

@@ -16,6 +16,8 @@
 //!   parameter materialisation, seeded initialisation);
 //! - [`checkpoint`]: saving and loading weights with burn's recorders, with typed errors for
 //!   corrupt files and wrong shapes;
+//! - [`record`]: the file plumbing shared with score-train's checkpoints (checksum, atomic
+//!   writes, records checked against the module before burn loads them);
 //! - [`error`]: typed errors.
 //!
 //! ## Second-order gradients
@@ -67,6 +69,7 @@ pub mod error;
 pub mod layers;
 pub mod mlp;
 pub mod model;
+pub mod record;
 pub mod unet;
 
 pub use checkpoint::{load_module, save_module};

@@ -162,7 +162,8 @@ fn unet_save_then_load_reproduces_outputs_exactly() {
     let dev = Default::default();
     let cfg = small_32();
     let net: UNet<B> = cfg.init(&dev).unwrap();
-    let path = std::env::temp_dir().join(format!("score-nets-unet-{}.bin", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unet.bin");
     score_nets::save_module(&net, &path).unwrap();
     let loaded: UNet<B> = score_nets::load_module(cfg.init(&dev).unwrap(), &path, &dev).unwrap();
     let x = Tensor::<B, 4>::random([2, 3, 32, 32], burn::tensor::Distribution::Default, &dev);

@@ -9,8 +9,9 @@
 //! is built from garbage. Writing goes to a temporary file in the same directory, is flushed to
 //! disk, then renamed over the target: a crash leaves the previous checkpoint intact.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use score_nets::record::{fnv1a, write_atomic};
 
 use crate::error::{Result, TrainError};
 
@@ -35,15 +36,6 @@ pub struct Checkpoint {
     pub optimizer: Vec<u8>,
     /// The loss history (see [`HistoryRow`](crate::HistoryRow)).
     pub history: Vec<u8>,
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 fn read_u64(bytes: &[u8], at: usize) -> u64 {
@@ -134,23 +126,10 @@ impl Checkpoint {
         })
     }
 
-    /// Writes the checkpoint atomically: temporary file, flush to disk, rename.
+    /// Writes the checkpoint atomically: temporary file, flush to disk, rename
+    /// ([`score_nets::record::write_atomic`]).
     pub fn write_atomic(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-        }
-        let tmp = temp_path(path);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.to_bytes())?;
-            f.sync_all()
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            TrainError::io(&tmp, e)
-        })?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
+        write_atomic(path.as_ref(), &self.to_bytes()).map_err(|(p, e)| TrainError::io(p, e))
     }
 
     /// Reads and validates a checkpoint file.
@@ -159,12 +138,6 @@ impl Checkpoint {
         let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
         Self::from_bytes(&bytes, path)
     }
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -208,7 +181,8 @@ mod tests {
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("score-train-ckpt-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let path = dir.join("c.bin");
         sample().write_atomic(&path).unwrap();
         let mut c2 = sample();
@@ -219,6 +193,5 @@ mod tests {
         assert_eq!(names.len(), 1);
         let missing = Checkpoint::read(dir.join("none.bin"));
         assert!(matches!(missing, Err(TrainError::Io { .. })));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

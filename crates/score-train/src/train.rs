@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::config::Config;
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
-use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend, cast::ToElement};
+use burn::tensor::{Tensor, backend::AutodiffBackend, cast::ToElement};
 use indicatif::{ProgressBar, ProgressStyle};
 use score_core::NoiseSource;
+use score_nets::{NetsError, param_shapes, record};
 
 use crate::checkpoint::Checkpoint;
 use crate::ema::{Ema, EmaConfig};
@@ -135,7 +135,8 @@ pub struct TrainReport {
     pub steps_per_sec: f64,
 }
 
-type Recorder_ = BinBytesRecorder<FullPrecisionSettings>;
+/// The optimiser's record.
+type OptimRecord<B, M> = <OptimizerAdaptor<Adam, M, B> as Optimizer<M, B>>::Record;
 
 /// A training run: model, optimiser, EMA, step and history. See the module docs.
 ///
@@ -365,27 +366,18 @@ where
     /// Writes the current state to `path` atomically.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> crate::Result<()> {
         let path = path.as_ref();
-        let rec = Recorder_::default();
-        let encode = |r: Result<Vec<u8>, burn::record::RecorderError>| {
-            r.map_err(|e| TrainError::Corrupt {
-                path: path.to_path_buf(),
-                reason: format!("encoding failed: {e}"),
-            })
+        let corrupt = |e: NetsError| TrainError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("encoding failed: {e}"),
         };
         let checkpoint = Checkpoint {
             step: self.step,
             seed: self.noise.seed(),
-            model: encode(Recorder::<B>::record(
-                &rec,
-                self.model.clone().into_record(),
-                (),
-            ))?,
-            ema: encode(Recorder::<B::InnerBackend>::record(
-                &rec,
-                self.ema.module().clone().into_record(),
-                (),
-            ))?,
-            optimizer: encode(Recorder::<B>::record(&rec, self.optim.to_record(), ()))?,
+            model: record::encode_module::<B, M>(&self.model, path).map_err(corrupt)?,
+            ema: record::encode_module::<B::InnerBackend, M::InnerModule>(self.ema.module(), path)
+                .map_err(corrupt)?,
+            optimizer: record::encode_record::<B, OptimRecord<B, M>>(self.optim.to_record(), path)
+                .map_err(corrupt)?,
             history: encode_history(&self.history),
         };
         checkpoint.write_atomic(path)?;
@@ -397,45 +389,55 @@ where
 
     /// Replaces the state by the checkpoint at `path` after validating it; on any error the
     /// trainer is left unchanged.
+    ///
+    /// Every record is checked against this trainer's model before burn loads it (structure and
+    /// shapes of the model and EMA records; the optimiser state's tensor shapes against the
+    /// parameters'), so a file written for another architecture is a [`TrainError::Corrupt`],
+    /// never a panic.
     pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> crate::Result<()> {
         let path = path.as_ref();
         let c = Checkpoint::read(path)?;
         let device = self.model.devices().into_iter().next().unwrap_or_default();
-        let history = decode_history(&c.history).ok_or_else(|| TrainError::Corrupt {
+        let corrupt = |reason: String| TrainError::Corrupt {
             path: path.to_path_buf(),
-            reason: "history section has a partial row".into(),
-        })?;
-        let model_record = decode::<B, M::Record>(&c.model, &device, path, "model")?;
-        let ema_record = decode::<
-            B::InnerBackend,
-            <M::InnerModule as Module<B::InnerBackend>>::Record,
-        >(&c.ema, &device, path, "EMA")?;
-        type OptimRecord<B, M> = <OptimizerAdaptor<Adam, M, B> as Optimizer<M, B>>::Record;
-        let optim_record =
-            decode::<B, OptimRecord<B, M>>(&c.optimizer, &device, path, "optimizer")?;
-        // burn asserts (panics) when a record's structure differs from the module's, and does not
-        // compare shapes at all: both are checked here so a mismatch is an error, not a crash.
-        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            (
-                self.model.clone().load_record(model_record),
-                self.ema.module().clone().load_record(ema_record),
-                adam::<B, M>(&self.config).load_record(optim_record),
-            )
-        }));
-        let mismatch = || TrainError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "its records do not match this model's architecture".into(),
+            reason,
         };
-        let (model, ema, optim) = loaded.map_err(|_| mismatch())?;
-        if param_shapes::<B, M>(&model) != param_shapes::<B, M>(&self.model)
-            || param_shapes::<B::InnerBackend, M::InnerModule>(&ema)
-                != param_shapes::<B::InnerBackend, M::InnerModule>(self.ema.module())
-        {
-            return Err(mismatch());
+        let history = decode_history(&c.history)
+            .ok_or_else(|| corrupt("history section has a partial row".into()))?;
+        let in_section = |what: &'static str| {
+            move |e: NetsError| TrainError::Corrupt {
+                path: path.to_path_buf(),
+                reason: format!("{what} record: {e}"),
+            }
+        };
+        let model = record::load_module_record(self.model.clone(), &c.model, &device, path)
+            .map_err(in_section("model"))?;
+        let ema = record::load_module_record(self.ema.module().clone(), &c.ema, &device, path)
+            .map_err(in_section("EMA"))?;
+        // Adam's state is keyed by parameter ids, so its structure cannot be compared key by
+        // key: the set of its moments' shapes must be the set of the parameters' shapes, which
+        // rules out another architecture's state.
+        let mut params: Vec<Vec<usize>> = param_shapes::<B, M>(&model)
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+        let mut moments = record::record_shapes(&c.optimizer)
+            .map_err(|e| corrupt(format!("optimizer record: {e}")))?;
+        params.sort();
+        moments.sort();
+        let fits = moments.iter().all(|m| params.binary_search(m).is_ok())
+            && params.iter().all(|p| moments.binary_search(p).is_ok());
+        if !fits {
+            return Err(corrupt(
+                "optimizer record: its moments do not have this model's parameter shapes".into(),
+            ));
         }
+        let optim_record: OptimRecord<B, M> =
+            record::decode_record::<B, OptimRecord<B, M>>(&c.optimizer, &device, path)
+                .map_err(in_section("optimizer"))?;
         self.model = model;
         self.ema.set_module(ema);
-        self.optim = optim;
+        self.optim = adam::<B, M>(&self.config).load_record(optim_record);
         self.step = c.step;
         self.noise = NoiseSource::new(c.seed);
         self.history = history;
@@ -463,28 +465,6 @@ where
 /// Decodes one record. The bytes passed the checkpoint's checksum, so they are what was written;
 /// burn's decoder still panics if they were written for another architecture, which is caught
 /// and reported as [`TrainError::Corrupt`].
-fn decode<B: Backend, R: Record<B>>(
-    bytes: &[u8],
-    device: &B::Device,
-    path: &Path,
-    what: &str,
-) -> crate::Result<R> {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        Recorder::<B>::load::<R>(&Recorder_::default(), bytes.to_vec(), device)
-    }));
-    match result {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(TrainError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("{what} record: {e}"),
-        }),
-        Err(_) => Err(TrainError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("{what} record does not match this model"),
-        }),
-    }
-}
-
 fn encode_history(rows: &[HistoryRow]) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows.len() * 40);
     for r in rows {
@@ -513,19 +493,6 @@ fn decode_history(bytes: &[u8]) -> Option<Vec<HistoryRow>> {
             })
             .collect(),
     )
-}
-
-/// The shape of every float parameter, in visiting order.
-fn param_shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
-    struct Shapes(Vec<Vec<usize>>);
-    impl<B: Backend> ModuleVisitor<B> for Shapes {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.0.push(param.val().dims().to_vec());
-        }
-    }
-    let mut v = Shapes(Vec::new());
-    module.visit(&mut v);
-    v.0
 }
 
 /// `‖g‖₂` over all parameters' gradients together (one value read back).

@@ -2,8 +2,6 @@
 //! run, a non-finite loss stops with the step and keeps the last good checkpoint, and corrupt or
 //! truncated checkpoints are errors that leave the trainer as it was.
 
-use std::path::PathBuf;
-
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::Tensor;
 use score_core::{AnySde, GaussianMixture, NoiseKey, NoiseSource, VeSde};
@@ -53,20 +51,19 @@ fn config(dir: &std::path::Path) -> TrainerConfig {
         .with_history_csv(Some(dir.join("history.csv")))
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("score-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory of its own (removed when dropped): no two tests or runs share a path.
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
 }
 
 #[test]
 fn interrupted_and_resumed_run_ends_with_identical_parameters() {
-    let dir = temp_dir("resume");
+    let tmp = temp_dir();
+    let dir = tmp.path();
     // Uninterrupted: 30 steps without checkpoints.
     let mut full = Trainer::new(
         model(1),
-        config(&dir)
+        config(dir)
             .with_checkpoint_path(None)
             .with_history_csv(None),
     )
@@ -74,7 +71,7 @@ fn interrupted_and_resumed_run_ends_with_identical_parameters() {
     full.fit(&loss(), data, &mut ()).unwrap();
 
     // Interrupted: a NaN batch at step 17 stops the run; the checkpoint on disk is step 10's.
-    let mut first = Trainer::new(model(1), config(&dir)).unwrap();
+    let mut first = Trainer::new(model(1), config(dir)).unwrap();
     let poisoned = |step: u64| {
         if step == 17 {
             data(step).mul_scalar(f32::NAN)
@@ -93,7 +90,7 @@ fn interrupted_and_resumed_run_ends_with_identical_parameters() {
     drop(first);
 
     // Resumed from a model built with another seed: every value comes from the checkpoint.
-    let mut resumed = Trainer::resume_or_new(model(2), config(&dir)).unwrap();
+    let mut resumed = Trainer::resume_or_new(model(2), config(dir)).unwrap();
     assert_eq!(resumed.step(), 10);
     let report = resumed.fit(&loss(), data, &mut ()).unwrap();
     assert_eq!((report.step, report.steps_run), (30, 20));
@@ -120,13 +117,13 @@ fn interrupted_and_resumed_run_ends_with_identical_parameters() {
     let csv = std::fs::read_to_string(dir.join("history.csv")).unwrap();
     assert_eq!(csv.lines().next(), Some("step,loss,lr,grad_norm,eval"));
     assert_eq!(csv.lines().count(), 31);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn corrupt_or_truncated_checkpoints_are_errors_and_change_nothing() {
-    let dir = temp_dir("corrupt");
-    let cfg = config(&dir).with_steps(3).with_checkpoint_every(None);
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let cfg = config(dir).with_steps(3).with_checkpoint_every(None);
     let mut trainer = Trainer::new(model(3), cfg.clone()).unwrap();
     trainer.fit(&loss(), data, &mut ()).unwrap();
     let path = dir.join("run.ckpt");
@@ -189,7 +186,6 @@ fn corrupt_or_truncated_checkpoints_are_errors_and_change_nothing() {
     assert_eq!(param_values(t.model()), param_values(trainer.model()));
     let missing = Checkpoint::read(dir.join("missing.ckpt")).unwrap_err();
     assert!(matches!(missing, TrainError::Io { .. }));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -216,8 +212,9 @@ fn invalid_settings_are_rejected() {
 
 #[test]
 fn eval_hook_runs_on_schedule_and_lands_in_the_history_csv() {
-    let dir = temp_dir("eval");
-    let cfg = config(&dir)
+    let tmp = temp_dir();
+    let dir = tmp.path();
+    let cfg = config(dir)
         .with_steps(10)
         .with_checkpoint_path(None)
         .with_eval_every(Some(4));
@@ -241,7 +238,6 @@ fn eval_hook_runs_on_schedule_and_lands_in_the_history_csv() {
             .iter()
             .all(|r| r.grad_norm.is_finite() && r.lr > 0.0)
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A loss whose value is finite (zero) but whose gradient is NaN: `d/dw √(0·w) = ∞·0`.
