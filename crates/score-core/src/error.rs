@@ -83,6 +83,27 @@ pub enum CoreError {
         /// The dimension given.
         got: usize,
     },
+    /// A score that cannot be evaluated at time `t`: its conversion from the network output
+    /// divides by the marginal standard deviation, which is zero there.
+    #[error("the score is undefined at t = {t}: {reason}")]
+    UndefinedAt {
+        /// The time asked for.
+        t: f64,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Two parts built for different SDEs (e.g. a loss and the model it trains).
+    #[error("SDE mismatch: {what} uses {expected}, but {other} uses {found}")]
+    SdeMismatch {
+        /// The part whose SDE is taken as the reference.
+        what: &'static str,
+        /// Its SDE, as text.
+        expected: String,
+        /// The other part.
+        other: &'static str,
+        /// The other part's SDE, as text.
+        found: String,
+    },
     /// A mixture with no components.
     #[error("a Gaussian mixture needs at least one component")]
     EmptyMixture,

@@ -35,7 +35,7 @@ pub mod tensor;
 
 pub use error::{CoreError, Result};
 pub use noise::{NoiseKey, NoiseSource};
-pub use score::{AutodiffScore, EnergyFn, ScoreFn, energy_score};
+pub use score::{AutodiffScore, EnergyFn, ScoreFn, energy_score, same_marginals};
 pub use sde::{
     AnySde, Discretization, Marginal, Sde, SdeConfig, SubVpSde, VeSde, VpSde, check_eps,
 };

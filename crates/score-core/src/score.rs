@@ -5,6 +5,8 @@
 
 use burn::tensor::{Tensor, backend::AutodiffBackend, backend::Backend};
 
+use crate::sde::{AnySde, Sde};
+
 /// A score function `s(x, t)` evaluated at per-sample times.
 ///
 /// Closures `Fn(Tensor<B, D>, Tensor<B, 1>) -> Tensor<B, D>` implement it:
@@ -25,6 +27,45 @@ pub trait ScoreFn<B: Backend, const D: usize> {
     /// # Shapes
     /// - `x`: `[n, …]`, `t`: `[n]`; output: same as `x`
     fn score(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D>;
+
+    /// The SDE whose marginals this score belongs to, when it knows it (a trained model that
+    /// carries its SDE does): losses and samplers built for another SDE compare it with theirs.
+    /// `None` (the default) means "not known", and nothing is checked.
+    fn sde(&self) -> Option<AnySde> {
+        None
+    }
+
+    /// Whether the score can be evaluated at time `t`; the default accepts every `t`. A model
+    /// that converts its output with `1/σ(t)` rejects times where `σ(t) = 0`.
+    ///
+    /// # Errors
+    /// [`CoreError::UndefinedAt`](crate::CoreError::UndefinedAt) naming `t`.
+    fn check_time(&self, t: f64) -> crate::Result<()> {
+        let _ = t;
+        Ok(())
+    }
+}
+
+/// Whether two SDEs have the same marginals: `t_max` and the mean coefficient and standard
+/// deviation at eleven evenly spaced times agree to 1e-9 relative. This compares what a score
+/// depends on, so a [`VeSde`](crate::VeSde) and the same SDE wrapped in an
+/// [`AnySde`](crate::AnySde) are equal.
+///
+/// ```
+/// use score_core::{AnySde, VeSde, VpSde, same_marginals};
+/// let ve = VeSde::new(0.01, 50.0).unwrap();
+/// assert!(same_marginals(&ve, &AnySde::Ve(ve)));
+/// assert!(!same_marginals(&ve, &VeSde::new(0.01, 10.0).unwrap()));
+/// assert!(!same_marginals(&VpSde::default(), &ve));
+/// ```
+pub fn same_marginals(a: &impl Sde, b: &impl Sde) -> bool {
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-300);
+    close(a.t_max(), b.t_max())
+        && (0..=10).all(|i| {
+            let t = a.t_max() * i as f64 / 10.0;
+            let (ma, mb) = (a.marginal(t), b.marginal(t));
+            close(ma.mean_coef, mb.mean_coef) && close(ma.std, mb.std)
+        })
 }
 
 impl<B, const D: usize, F> ScoreFn<B, D> for F

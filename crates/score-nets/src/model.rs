@@ -169,4 +169,23 @@ impl<B: Backend, M: Module<B> + TimeNet<B, D>, const D: usize> ScoreFn<B, D> for
         self.parameterization
             .to_score(out, x, m, s, self.scale_by_std)
     }
+
+    fn sde(&self) -> Option<AnySde> {
+        Some(self.sde)
+    }
+
+    /// Noise and denoised outputs (and a score scaled by the std) convert with `1/σ(t)`:
+    /// undefined where the marginal std is zero (VP and sub-VP at `t = 0`).
+    fn check_time(&self, t: f64) -> score_core::Result<()> {
+        let divides =
+            !matches!(self.parameterization, Parameterization::Score) || self.scale_by_std;
+        let std = self.sde.marginal(t).std;
+        if divides && !(std > 0.0 && std.is_finite()) {
+            return Err(score_core::CoreError::UndefinedAt {
+                t,
+                reason: "the model's output is converted with 1/σ(t), and σ(t) = 0 there",
+            });
+        }
+        Ok(())
+    }
 }

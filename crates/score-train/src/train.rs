@@ -247,7 +247,8 @@ where
     /// Trains from the current step up to `config.steps`. `data(step)` gives the batch of a step
     /// (a pure function of the step keeps runs reproducible).
     ///
-    /// A NaN or infinite loss stops training with [`TrainError::NonFinite`], a finite loss whose
+    /// The loss first checks it can train this model ([`Loss::validate`]: times where the model
+    /// is undefined, an SDE other than the model's); then a NaN or infinite loss stops training with [`TrainError::NonFinite`], a finite loss whose
     /// gradient norm is not finite with [`TrainError::NonFiniteGradient`], before that step's
     /// update; the last checkpoint written is left as it was.
     pub fn fit<L, F, H, const D: usize>(
@@ -261,6 +262,7 @@ where
         F: FnMut(u64) -> Tensor<B, D>,
         H: EvalHook<M::InnerModule>,
     {
+        loss.validate(&self.model)?;
         let start = (self.step, Instant::now());
         let bar = self.progress_bar();
         let mut last_loss = None;

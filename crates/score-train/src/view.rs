@@ -14,7 +14,7 @@
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, HasAutodiffModule};
 use burn::tensor::{Tensor, backend::Backend};
-use score_core::{EnergyFn, ScoreFn, energy_score};
+use score_core::{AnySde, EnergyFn, ScoreFn, energy_score};
 use score_nets::TimeNet;
 
 /// The backend one autodiff level above `B`.
@@ -28,6 +28,23 @@ pub trait ScoreView<B: Backend, M, const D: usize> {
     /// # Shapes
     /// - `x`: `[n, …]`, `t`: `[n]`; output: same as `x`
     fn score(&self, model: &M, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D>;
+
+    /// The SDE the model says its score belongs to ([`ScoreFn::sde`]); `None` when the view
+    /// cannot tell (the default).
+    fn model_sde(&self, model: &M) -> Option<AnySde> {
+        let _ = model;
+        None
+    }
+
+    /// Whether the model can be read at time `t` ([`ScoreFn::check_time`]); the default
+    /// accepts every `t`.
+    ///
+    /// # Errors
+    /// The model's reason, as a [`CoreError`](score_core::CoreError).
+    fn check_time(&self, model: &M, t: f64) -> score_core::Result<()> {
+        let _ = (model, t);
+        Ok(())
+    }
 }
 
 /// Reads the score on the lifted backend `Autodiff<B>`, for losses that differentiate it in `x`.
@@ -74,6 +91,12 @@ where
 impl<B: Backend, M: ScoreFn<B, D>, const D: usize> ScoreView<B, M, D> for AsScore {
     fn score(&self, model: &M, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
         model.score(x, t)
+    }
+    fn model_sde(&self, model: &M) -> Option<AnySde> {
+        model.sde()
+    }
+    fn check_time(&self, model: &M, t: f64) -> score_core::Result<()> {
+        model.check_time(t)
     }
 }
 
@@ -126,6 +149,12 @@ where
 impl<B: Backend, M: ScoreFn<B, D>, const D: usize> ScoreView<B, M, D> for Exact {
     fn score(&self, model: &M, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
         model.score(x, t)
+    }
+    fn model_sde(&self, model: &M) -> Option<AnySde> {
+        model.sde()
+    }
+    fn check_time(&self, model: &M, t: f64) -> score_core::Result<()> {
+        model.check_time(t)
     }
 }
 

@@ -86,3 +86,58 @@ impl burn::module::ModuleVisitor<B> for Collect<'_> {
         }
     }
 }
+
+#[test]
+fn a_loss_refuses_a_model_it_cannot_train() {
+    use score_core::{CoreError, VeSde};
+    use score_train::{SdeLoss, TrainError, Trainer, TrainerConfig};
+    let dev = Default::default();
+    let net = || {
+        TimeMlpConfig::new(2)
+            .with_hidden_size(8)
+            .with_num_layers(1)
+            .with_embedding(TimeEmbeddingConfig::new().with_dim(4))
+            .init::<B>(&dev)
+            .unwrap()
+    };
+    let data = |step: u64| {
+        NoiseSource::new(3).normal::<B, 2>([16, 2], score_core::NoiseKey::new(step, 0), &dev)
+    };
+    let config = || TrainerConfig::new().with_steps(2);
+
+    // ESM's default time is 0, where a noise-parameterised VP model divides by σ(0) = 0.
+    let vp_noise = ScoreModel::new(net(), AnySde::Vp(VpSde::default()), Parameterization::Noise);
+    let mut trainer = Trainer::new(vp_noise.clone(), config()).unwrap();
+    match trainer.fit(&ExplicitScoreMatching::new(), data, &mut ()) {
+        Err(TrainError::Core(CoreError::UndefinedAt { t, .. })) => assert_eq!(t, 0.0),
+        other => panic!("expected UndefinedAt, got {other:?}"),
+    }
+    assert_eq!(trainer.step(), 0);
+    // At t = 0.3 the same model trains; a score-parameterised one trains at t = 0 too.
+    let mut trainer = Trainer::new(vp_noise, config()).unwrap();
+    trainer
+        .fit(&ExplicitScoreMatching::new().with_time(0.3), data, &mut ())
+        .unwrap();
+    let vp_score = ScoreModel::new(net(), AnySde::Vp(VpSde::default()), Parameterization::Score);
+    let mut trainer = Trainer::new(vp_score, config()).unwrap();
+    trainer
+        .fit(&ExplicitScoreMatching::new(), data, &mut ())
+        .unwrap();
+
+    // An SDE loss for another SDE than the model's is an error naming both.
+    let ve = |sigma_max| VeSde::new(0.01, sigma_max).unwrap();
+    let model = ScoreModel::new(net(), AnySde::Ve(ve(50.0)), Parameterization::Noise);
+    let mut trainer = Trainer::new(model.clone(), config()).unwrap();
+    let err = trainer
+        .fit(&SdeLoss::new(ve(10.0)).unwrap(), data, &mut ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, TrainError::Core(CoreError::SdeMismatch { expected, found, .. })
+            if expected.contains("10.0") && found.contains("50.0")),
+        "{err}"
+    );
+    let mut trainer = Trainer::new(model, config()).unwrap();
+    trainer
+        .fit(&SdeLoss::new(ve(50.0)).unwrap(), data, &mut ())
+        .unwrap();
+}

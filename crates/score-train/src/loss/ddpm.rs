@@ -114,6 +114,10 @@ where
     B: Backend,
     V: ScoreView<B, M, D> + DdpmView,
 {
+    fn validate(&self, model: &M) -> crate::Result<()> {
+        Ok(self.view.check_time(model, ddpm_time(0, self.steps()))?)
+    }
+
     fn per_sample(
         &self,
         model: &M,

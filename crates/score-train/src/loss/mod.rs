@@ -59,6 +59,19 @@ pub trait Loss<B: Backend, M, const D: usize> {
         step: u64,
     ) -> Tensor<B, 1>;
 
+    /// Checks, before training starts, that this loss can train `model`: the model can be read
+    /// at every time the loss uses, and a model that carries its SDE carries this loss's SDE.
+    /// [`Trainer::fit`](crate::Trainer::fit) calls it first. The default accepts every model.
+    ///
+    /// # Errors
+    /// [`TrainError::Core`](crate::TrainError::Core) with
+    /// [`CoreError::UndefinedAt`](score_core::CoreError::UndefinedAt) or
+    /// [`CoreError::SdeMismatch`](score_core::CoreError::SdeMismatch).
+    fn validate(&self, model: &M) -> crate::Result<()> {
+        let _ = model;
+        Ok(())
+    }
+
     /// The batch mean of [`Loss::per_sample`], the value to minimise.
     ///
     /// # Shapes
@@ -109,4 +122,30 @@ where
     // No gradient means the score does not depend on x: the Jacobian is zero.
     let jt_v = x_outer.grad(&grads).unwrap_or_else(|| v.zeros_like());
     (s_outer.inner(), sum_per_sample(jt_v * v))
+}
+
+/// `Err(SdeMismatch)` when the view knows the model's SDE and its marginals differ from `sde`'s.
+pub(crate) fn check_same_sde<B, M, V, S, const D: usize>(
+    view: &V,
+    model: &M,
+    sde: &S,
+    what: &'static str,
+) -> crate::Result<()>
+where
+    B: Backend,
+    V: crate::ScoreView<B, M, D>,
+    S: score_core::Sde + std::fmt::Debug,
+{
+    match view.model_sde(model) {
+        Some(m) if !score_core::same_marginals(sde, &m) => {
+            Err(score_core::CoreError::SdeMismatch {
+                what,
+                expected: format!("{sde:?}"),
+                other: "the model",
+                found: format!("{m:?}"),
+            }
+            .into())
+        }
+        _ => Ok(()),
+    }
 }

@@ -77,6 +77,14 @@ where
     B: Backend,
     V: ScoreView<B, M, D>,
 {
+    fn validate(&self, model: &M) -> crate::Result<()> {
+        super::check_same_sde::<B, M, V, _, D>(&self.view, model, &self.sde, "the NCSN loss")?;
+        for &sigma in &self.sigmas {
+            self.view.check_time(model, self.time_of(sigma))?;
+        }
+        Ok(())
+    }
+
     fn per_sample(
         &self,
         model: &M,

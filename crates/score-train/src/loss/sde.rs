@@ -240,9 +240,17 @@ impl<S: Sde, V> SdeLoss<S, V> {
 impl<B, M, S, V, const D: usize> Loss<B, M, D> for SdeLoss<S, V>
 where
     B: Backend,
-    S: Sde,
+    S: Sde + std::fmt::Debug,
     V: ScoreView<B, M, D>,
 {
+    fn validate(&self, model: &M) -> crate::Result<()> {
+        super::check_same_sde::<B, M, V, S, D>(&self.view, model, &self.sde, "the SDE loss")?;
+        for t in [self.eps, self.sde.t_max()] {
+            self.view.check_time(model, t)?;
+        }
+        Ok(())
+    }
+
     fn per_sample(
         &self,
         model: &M,

@@ -120,6 +120,10 @@ where
     B: Backend,
     V: LiftedScoreView<B, M, D>,
 {
+    fn validate(&self, model: &M) -> crate::Result<()> {
+        Ok(self.view.check_time(model, self.t)?)
+    }
+
     fn per_sample(
         &self,
         model: &M,
