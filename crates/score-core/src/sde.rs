@@ -455,8 +455,9 @@ impl SdeConfig {
     }
 }
 
-/// One of the three SDEs, chosen at run time.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One of the three SDEs, chosen at run time. Serialises as its variant and parameters;
+/// deserialising validates them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum AnySde {
     /// Variance exploding.
     Ve(VeSde),
