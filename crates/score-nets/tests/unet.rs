@@ -4,10 +4,9 @@
 use burn::backend::{Autodiff, Flex};
 use burn::module::Module;
 use burn::tensor::Tensor;
-use score_core::{AnySde, ScoreFn, VeSde};
+use score_core::{NoiseKey, NoiseSource};
 use score_nets::{
-    AttentionBlockConfig, NetsError, Parameterization, ResBlockConfig, ScoreModel,
-    TimeEmbeddingConfig, UNet, UNetConfig,
+    AttentionBlockConfig, NetsError, ResBlockConfig, TimeEmbeddingConfig, UNet, UNetConfig,
 };
 
 /// Flex, not NdArray: burn-ndarray's kernels are generic over the element type, so they are
@@ -134,27 +133,122 @@ fn invalid_unet_configs_are_rejected() {
     );
 }
 
+/// Per-parameter gradient L1 norms (path, norm) of `Σ r·out` for fixed random weights `r`, over
+/// every trainable parameter.
+fn gradient_norms(
+    net: &UNet<Autodiff<B>>,
+    x: Tensor<Autodiff<B>, 4>,
+    t: Tensor<Autodiff<B>, 1>,
+) -> Vec<(String, f64)> {
+    use burn::module::{ModuleVisitor, Param};
+    type A = Autodiff<B>;
+    let out = net.forward(x, t);
+    let r = NoiseSource::new(5).normal::<A, 4>(out.dims(), NoiseKey::new(0, 0), &out.device());
+    let grads = (out * r).sum().backward();
+    struct Norms<'a> {
+        grads: &'a <A as burn::tensor::backend::AutodiffBackend>::Gradients,
+        path: Vec<String>,
+        out: Vec<(String, f64)>,
+    }
+    impl ModuleVisitor<A> for Norms<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<A, D>>) {
+            if !p.is_require_grad() {
+                return; // fixed features (Gaussian Fourier frequencies)
+            }
+            let norm = p
+                .grad(self.grads)
+                .map_or(0.0, |g| g.abs().sum().into_scalar() as f64);
+            self.out.push((self.path.join("."), norm));
+        }
+    }
+    let mut v = Norms {
+        grads: &grads,
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    net.visit(&mut v);
+    v.out
+}
+
 #[test]
-fn unet_score_model_backpropagates_to_every_level() {
+fn every_unet_parameter_gets_a_gradient_and_the_output_depends_on_t() {
     type A = Autodiff<B>;
     let dev = Default::default();
+    // Attention at level 1 and in the middle, two blocks per level, upsampling convolutions: every
+    // kind of parameter the U-Net has.
     let net: UNet<A> = small_32().with_in_channels(1).init(&dev).unwrap();
-    let model = ScoreModel::new(net, AnySde::Ve(VeSde::default()), Parameterization::Score)
-        .with_scale_by_std(true);
-    let x = Tensor::<A, 4>::ones([2, 1, 28, 28], &dev);
+    let x = NoiseSource::new(1).normal::<A, 4>([2, 1, 16, 16], NoiseKey::new(0, 0), &dev);
     let t = Tensor::<A, 1>::from_floats([0.3, 0.7], &dev);
-    let s = model.score(x, t);
-    assert_eq!(s.dims(), [2, 1, 28, 28]);
-    let grads = s.square().mean().backward();
-    for w in [
-        &model.net.conv_in.weight,
-        &model.net.mid_block1.conv1.weight,
-        &model.net.conv_out.weight,
+    let norms = gradient_norms(&net, x.clone(), t.clone());
+    assert_eq!(
+        norms.len(),
+        score_nets::param_shapes(&net).len(),
+        "every parameter visited"
+    );
+    let dead: Vec<_> = norms.iter().filter(|(_, g)| !(*g > 0.0)).collect();
+    assert!(dead.is_empty(), "parameters without gradient: {dead:?}");
+    for part in [
+        "embedding.mlp_in",
+        "down_attention",
+        "mid_attention",
+        "up_blocks",
+        "time",
+        "upsample",
     ] {
-        assert!(w.grad(&grads).is_some());
+        assert!(
+            norms.iter().any(|(p, _)| p.contains(part)),
+            "no parameter under {part}"
+        );
     }
-    let emb = model.net.embedding.mlp_in.as_ref().unwrap();
-    assert!(emb.weight.grad(&grads).is_some());
+
+    // The output moves with t (the time embedding reaches it), at the same x.
+    let a = net.forward(x.clone(), t.clone());
+    let b = net.forward(x, Tensor::<A, 1>::from_floats([0.8, 0.1], &dev));
+    let diff = (a - b).abs().max().into_scalar();
+    assert!(diff > 1e-3, "output barely depends on t: {diff}");
+}
+
+#[test]
+fn cutting_a_skip_connection_changes_the_output() {
+    let dev = Default::default();
+    let cfg = small_32().with_in_channels(1);
+    let net: UNet<B> = cfg.init(&dev).unwrap();
+    let x = NoiseSource::new(2).normal::<B, 4>([2, 1, 16, 16], NoiseKey::new(0, 0), &dev);
+    let t = Tensor::<B, 1>::from_floats([0.4, 0.6], &dev);
+    let base = net.forward(x.clone(), t.clone());
+    let levels = cfg.channel_mults.len();
+    for j in 0..levels {
+        // Up level j reads the skip of down level `levels − 1 − j`, concatenated after `h`:
+        // zero the weights that read those channels (3×3 conv and 1×1 projection).
+        let skip_ch = cfg.base_channels * cfg.channel_mults[levels - 1 - j];
+        let mut cut = net.clone();
+        let block = &mut cut.up_blocks[j][0];
+        let cut_inputs = |w: Tensor<B, 4>| {
+            let [co, ci, kh, kw] = w.dims();
+            w.slice_assign(
+                [0..co, ci - skip_ch..ci, 0..kh, 0..kw],
+                Tensor::zeros([co, skip_ch, kh, kw], &dev),
+            )
+        };
+        block.conv1.weight = block.conv1.weight.clone().map(cut_inputs);
+        if let Some(skip) = &mut block.skip {
+            skip.weight = skip.weight.clone().map(cut_inputs);
+        }
+        let diff = (cut.forward(x.clone(), t.clone()) - base.clone())
+            .abs()
+            .max()
+            .into_scalar();
+        assert!(
+            diff > 1e-4,
+            "up level {j}: cutting its skip changed nothing ({diff})"
+        );
+    }
 }
 
 #[test]
