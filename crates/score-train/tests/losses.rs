@@ -343,3 +343,143 @@ fn continuous_loss_matches_its_closed_form_constant() {
         "importance sampling did not cut the variance: {se_by_sampling:?}"
     );
 }
+
+/// A model whose output is the constant `c` everywhere, read as a score or as a raw output.
+#[derive(Debug, Clone, Copy)]
+struct Constant(f32);
+
+impl<Bk: Backend> ScoreFn<Bk, 2> for Constant {
+    fn score(&self, x: Tensor<Bk, 2>, _t: Tensor<Bk, 1>) -> Tensor<Bk, 2> {
+        x.ones_like().mul_scalar(self.0)
+    }
+}
+
+impl<Bk: Backend> score_nets::TimeNet<Bk, 2> for Constant {
+    fn forward(&self, x: Tensor<Bk, 2>, _t: Tensor<Bk, 1>) -> Tensor<Bk, 2> {
+        x.ones_like().mul_scalar(self.0)
+    }
+}
+
+/// The draws a loss makes at one step, recomputed on the host from the documented streams.
+fn draws(noise: &NoiseSource, step: u64, n: usize, d: usize) -> (Vec<f64>, Vec<f64>) {
+    use score_train::loss::streams;
+    (
+        noise.uniform_f64(n, 1, NoiseKey::new(step, streams::TIME)),
+        noise.normal_f64(n, d, NoiseKey::new(step, streams::EPS)),
+    )
+}
+
+/// Per-sample values against hand computations in f64: |f32 − f64| ≤ 1e-5 relative (sums of a
+/// few f32 squares).
+fn assert_values(what: &str, got: Vec<f64>, want: Vec<f64>) {
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "{what}, sample {i}: {g} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn loss_weightings_match_hand_computed_values() {
+    let dev = Default::default();
+    let (n, d, step) = (16, 3, 7);
+    let noise = NoiseSource::new(21);
+    let x0 = Tensor::<B, 2>::zeros([n, d], &dev);
+    let (u, eps) = draws(&noise, step, n, d);
+    let eps_row = |i: usize| &eps[i * d..(i + 1) * d];
+
+    // NCSN with λ(σ) = σ^p, p = 1 and 2, model s ≡ 0.5: σ_i^p Σ_j (0.5 + ε_j/σ_i)²,
+    // level i = ⌊u·L⌋.
+    let sde = VeSde::new(0.1, 5.0).unwrap();
+    for power in [1.0, 2.0] {
+        let loss = MultiScaleDsm::new(sde, 6)
+            .unwrap()
+            .with_power(power)
+            .unwrap();
+        let sigmas = loss.sigmas().to_vec();
+        let want = (0..n)
+            .map(|i| {
+                let s = sigmas[((u[i] * 6.0) as usize).min(5)];
+                s.powf(power)
+                    * eps_row(i)
+                        .iter()
+                        .map(|e| (0.5 + e / s).powi(2))
+                        .sum::<f64>()
+            })
+            .collect();
+        let got = host(loss.per_sample(&Constant(0.5), x0.clone(), &noise, step));
+        assert_values(&format!("NCSN p = {power}"), got, want);
+    }
+
+    // DDPM over N = 10 betas, model output ≡ 0.5; step i = ⌊u·N⌋. ε target (raw output):
+    // mean_j (0.5 − ε_j)²; score target (AsScore): mean_j (√(1 − ᾱ_i)·0.5 + ε_j)².
+    let abar = alphas_cumprod(&linear_betas(1e-4, 0.2, 10).unwrap());
+    let eps_loss = DdpmLoss::new(1e-4, 0.2, 10).unwrap();
+    let want = (0..n)
+        .map(|i| eps_row(i).iter().map(|e| (0.5 - e).powi(2)).sum::<f64>() / d as f64)
+        .collect();
+    let got = host(Loss::<B, _, 2>::per_sample(
+        &eps_loss,
+        &Constant(0.5),
+        x0.clone(),
+        &noise,
+        step,
+    ));
+    assert_values("DDPM ε", got, want);
+    let score_loss = eps_loss.with_view(score_train::AsScore);
+    let want = (0..n)
+        .map(|i| {
+            let k = ((u[i] * 10.0) as usize).min(9);
+            let s = (1.0 - abar[k]).sqrt();
+            eps_row(i)
+                .iter()
+                .map(|e| (s * 0.5 + e).powi(2))
+                .sum::<f64>()
+                / d as f64
+        })
+        .collect();
+    let got = host(Loss::<B, _, 2>::per_sample(
+        &score_loss,
+        &Constant(0.5),
+        x0.clone(),
+        &noise,
+        step,
+    ));
+    assert_values("DDPM score", got, want);
+
+    // The continuous loss on VE, t = eps + u(T − eps), model s ≡ 0.5: λ/σ² · Σ_j (σ·0.5 + ε_j)²,
+    // divided by d under Reduction::Mean; λ = σ² gives factor 1, λ = g² gives g²/σ².
+    for (weighting, reduction) in [
+        (Weighting::SigmaSquared, Reduction::Mean),
+        (Weighting::SigmaSquared, Reduction::Sum),
+        (Weighting::Likelihood, Reduction::Mean),
+    ] {
+        let loss = SdeLoss::new(sde)
+            .unwrap()
+            .with_weighting(weighting)
+            .with_reduction(reduction);
+        let want = (0..n)
+            .map(|i| {
+                let t = 1e-5 + u[i] * (1.0 - 1e-5);
+                let sigma = sde.sigma(t);
+                let factor = match weighting {
+                    Weighting::SigmaSquared => 1.0,
+                    Weighting::Likelihood => (sde.diffusion(t) / sigma).powi(2),
+                };
+                let sum = eps_row(i)
+                    .iter()
+                    .map(|e| (sigma * 0.5 + e).powi(2))
+                    .sum::<f64>();
+                factor
+                    * match reduction {
+                        Reduction::Mean => sum / d as f64,
+                        Reduction::Sum => sum,
+                    }
+            })
+            .collect();
+        let got = host(loss.per_sample(&Constant(0.5), x0.clone(), &noise, step));
+        assert_values(&format!("SDE {weighting:?} {reduction:?}"), got, want);
+    }
+}
