@@ -1,6 +1,11 @@
 //! Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1; NCSNv2's final denoising step,
 //! Song & Ermon 2020): Langevin at a sequence of decreasing noise levels, with step
 //! `α_i = ε·σ_i²/σ_L²` at level `i`, so the signal-to-noise ratio of each move stays constant.
+//!
+//! Two conventions for the move are in use and differ by a factor 2 in what `ε` means
+//! ([`LangevinConvention`]): score_sde's `x + α·s + √(2α)·z` (the default here) and NCSN's
+//! `x + (α/2)·s + √α·z`. An `ε` copied from NCSN's paper or code must be used with
+//! [`LangevinConvention::Ncsn`] (or halved).
 
 use burn::{
     config::Config,
@@ -12,11 +17,36 @@ use crate::error::{at_least_one, positive};
 use crate::grid::TimeGrid;
 use crate::samples::{Samples, ensure_finite, times};
 
+/// Which Langevin move `ε` is written for.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum LangevinConvention {
+    /// score_sde's `x ← x + α·s + √(2α)·z` (the continuous Langevin diffusion discretised with
+    /// step `α`).
+    ScoreSde,
+    /// NCSN's `x ← x + (α/2)·s + √α·z` (Song & Ermon 2019, Algorithm 1): the same chain as
+    /// [`LangevinConvention::ScoreSde`] with `α/2`.
+    Ncsn,
+}
+
 /// Configuration of [`AnnealedLangevin`].
+///
+/// A step size that works: `ε = 0.05·σ_L²` in the default convention, with `σ_L` the smallest
+/// noise level ([`AnnealedLangevinConfig::for_final_sigma`]); the ring tests and the energy
+/// example run at it. NCSN's CIFAR-10 setting, `ε = 2e-5` at `σ_L = 0.01` in NCSN's convention,
+/// is `0.1·σ_L²` in this one.
+///
+/// Variance-exploding SDEs only: under VP and sub-VP the modes move with `t`
+/// (`m(t) = e^{−B(t)/2}`), and a chain run at each level's fixed step cannot follow them (modes at
+/// ±6 came out at ±5.3–5.75), so [`AnnealedLangevin::sample_from`] refuses them with
+/// [`SampleError::UnsupportedSde`](crate::SampleError::UnsupportedSde). Use the
+/// predictor–corrector sampler there.
 #[derive(Config, Debug, Copy, PartialEq)]
 pub struct AnnealedLangevinConfig {
     /// Base step size `ε`: the step at the last (smallest) level.
     pub step_size: f64,
+    /// Which move `ε` is written for.
+    #[config(default = "LangevinConvention::ScoreSde")]
+    pub convention: LangevinConvention,
     /// Langevin steps per noise level (`T` in Algorithm 1).
     #[config(default = 100)]
     pub steps_per_level: usize,
@@ -27,12 +57,28 @@ pub struct AnnealedLangevinConfig {
 }
 
 impl AnnealedLangevinConfig {
+    /// The configuration with the documented step `ε = 0.05·σ_L²` for a smallest noise level
+    /// `σ_L` (score_sde's convention).
+    ///
+    /// ```
+    /// let c = score_sample::AnnealedLangevinConfig::for_final_sigma(0.01);
+    /// assert!((c.step_size - 5e-6).abs() < 1e-18);
+    /// ```
+    pub fn for_final_sigma(sigma_l: f64) -> Self {
+        Self::new(0.05 * sigma_l * sigma_l)
+    }
+
     /// Validates the configuration and builds the sampler for an SDE, whose marginal standard
     /// deviation `σ(t)` gives the noise level of each grid time.
     pub fn init<S: Sde>(&self, sde: S) -> crate::Result<AnnealedLangevin<S>> {
+        let step_size = positive("step_size", self.step_size)?;
         Ok(AnnealedLangevin {
             sde,
-            step_size: positive("step_size", self.step_size)?,
+            // One chain, written in score_sde's convention.
+            step_size: match self.convention {
+                LangevinConvention::ScoreSde => step_size,
+                LangevinConvention::Ncsn => step_size / 2.0,
+            },
             steps_per_level: at_least_one("steps_per_level", self.steps_per_level)?,
             denoise: self.denoise,
         })
@@ -81,6 +127,18 @@ impl<S: Sde> AnnealedLangevin<S> {
     ) -> crate::Result<Samples<B, D>> {
         grid.require_decreasing("annealed Langevin")?;
         grid.check_within(&self.sde)?;
+        if let Some(&t) = grid
+            .times()
+            .iter()
+            .find(|&&t| (self.sde.marginal(t).mean_coef - 1.0).abs() > 1e-12)
+        {
+            return Err(crate::SampleError::UnsupportedSde {
+                sampler: "annealed Langevin",
+                t,
+                reason: "it needs a variance-exploding SDE (mean coefficient 1); under VP and \
+                         sub-VP the modes move with t and the chain lags behind them",
+            });
+        }
         let (shape, device) = (x.dims(), x.device());
         let t_last = grid.end();
         let sigma_last = self.sde.marginal(t_last).std;
@@ -108,5 +166,75 @@ impl<S: Sde> AnnealedLangevin<S> {
             x = x_mean.clone();
         }
         Ok(Samples { x, x_mean, nfe })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use score_core::{GaussianMixture, SubVpSde, VeSde, VpSde};
+
+    type B = NdArray<f32>;
+
+    #[test]
+    fn ncsn_convention_is_score_sde_with_half_the_step() {
+        let sde = VeSde::new(0.2, 6.0).unwrap();
+        let score = GaussianMixture::ring(8, 4.0, 0.2).unwrap().diffused(sde);
+        let grid = TimeGrid::reverse(&sde, 1e-3, 5).unwrap();
+        let run = |c: AnnealedLangevinConfig| {
+            c.with_steps_per_level(10)
+                .init(sde)
+                .unwrap()
+                .sample::<B, 2, _>(
+                    &score,
+                    &grid,
+                    [64, 2],
+                    &NoiseSource::new(3),
+                    &Default::default(),
+                )
+                .unwrap()
+                .x
+                .into_data()
+        };
+        let eps = 0.004;
+        let ncsn = run(AnnealedLangevinConfig::new(eps).with_convention(LangevinConvention::Ncsn));
+        assert_eq!(ncsn, run(AnnealedLangevinConfig::new(eps / 2.0)));
+        assert_ne!(ncsn, run(AnnealedLangevinConfig::new(eps)));
+    }
+
+    #[test]
+    fn vp_and_sub_vp_are_refused() {
+        let ring = GaussianMixture::ring(8, 4.0, 0.2).unwrap();
+        let config = AnnealedLangevinConfig::for_final_sigma(0.05);
+        let dev = Default::default();
+        let vp = VpSde::default();
+        let grid = TimeGrid::reverse(&vp, 1e-3, 5).unwrap();
+        let err = config
+            .init(vp)
+            .unwrap()
+            .sample::<B, 2, _>(
+                &ring.diffused(vp),
+                &grid,
+                [4, 2],
+                &NoiseSource::new(0),
+                &dev,
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::SampleError::UnsupportedSde { t, .. } if t == grid.times()[0]),
+            "{err}"
+        );
+        let sub = SubVpSde::default();
+        assert!(matches!(
+            config.init(sub).unwrap().sample::<B, 2, _>(
+                &ring.diffused(sub),
+                &grid,
+                [4, 2],
+                &NoiseSource::new(0),
+                &dev
+            ),
+            Err(crate::SampleError::UnsupportedSde { .. })
+        ));
     }
 }

@@ -69,6 +69,16 @@ pub enum SampleError {
         /// The rejected step size.
         h: f64,
     },
+    /// A sampler given an SDE it does not sample correctly.
+    #[error("{sampler} cannot run on this SDE at t = {t}: {reason}")]
+    UnsupportedSde {
+        /// The sampler.
+        sampler: &'static str,
+        /// The first time at which the SDE fails the requirement.
+        t: f64,
+        /// What the sampler needs.
+        reason: &'static str,
+    },
     /// The adaptive ODE solver used up its step budget.
     #[error("ODE solver reached its limit of {max_steps} steps at t = {t}")]
     TooManySteps {

@@ -42,6 +42,10 @@ impl<S: Sde> Inpainter<S> {
     ///
     /// # Shapes
     /// - `observed`, `mask`: `[n, …]`, the same shape; output: same
+    ///
+    /// # Errors
+    /// [`SampleError::ShapeMismatch`] when the shapes differ, [`SampleError::InvalidConfig`]
+    /// naming the first mask entry that is neither 0 nor 1, and the sampler's errors.
     pub fn sample<B: Backend, const D: usize, F: ScoreFn<B, D>>(
         &self,
         score: &F,
@@ -59,6 +63,20 @@ impl<S: Sde> Inpainter<S> {
             });
         }
         let sde = self.sampler.sde();
+        // A mask of other values (e.g. 0.5, or 0/255) would blend observation and sample.
+        if let Some(m) = mask
+            .clone()
+            .into_data()
+            .convert::<f64>()
+            .iter::<f64>()
+            .find(|&m| m != 0.0 && m != 1.0)
+        {
+            return Err(SampleError::InvalidConfig {
+                name: "inpainting mask entry",
+                value: m,
+                reason: "the mask must hold only 0 (unknown) and 1 (known)",
+            });
+        }
         let keep = mask.clone().neg().add_scalar(1.0);
         let noised = |t: f64, key: NoiseKey| {
             let k = sde.marginal(t);
@@ -135,5 +153,38 @@ where
     fn score(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
         let grad = self.likelihood.score(x.clone(), t.clone());
         self.prior.score(x, t) + grad.mul_scalar(self.weight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PcSamplerConfig;
+    use burn::backend::NdArray;
+    use score_core::{GaussianMixture, VeSde};
+
+    type B = NdArray<f32>;
+
+    #[test]
+    fn a_mask_with_values_other_than_0_and_1_is_refused() {
+        let dev = Default::default();
+        let sde = VeSde::new(0.01, 10.0).unwrap();
+        let inpainter = Inpainter::new(PcSamplerConfig::new().init(sde).unwrap());
+        let score = GaussianMixture::ring(8, 4.0, 0.2).unwrap().diffused(sde);
+        let grid = TimeGrid::reverse(&sde, 1e-3, 3).unwrap();
+        let observed = Tensor::<B, 2>::ones([2, 2], &dev);
+        let mask = Tensor::<B, 2>::from_floats([[1.0, 0.0], [0.5, 1.0]], &dev);
+        let err = inpainter
+            .sample(&score, &grid, observed.clone(), mask, &NoiseSource::new(0))
+            .unwrap_err();
+        assert!(
+            matches!(err, SampleError::InvalidConfig { value, .. } if value == 0.5),
+            "{err}"
+        );
+        let mask = Tensor::<B, 2>::from_floats([[1.0, 0.0], [0.0, 1.0]], &dev);
+        let out = inpainter
+            .sample(&score, &grid, observed, mask, &NoiseSource::new(0))
+            .unwrap();
+        assert_eq!(out.x.dims(), [2, 2]);
     }
 }

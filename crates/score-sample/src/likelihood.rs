@@ -264,8 +264,11 @@ impl<S: Sde> Likelihood<S> {
 /// let d = 3;
 /// let deq = Dequantization::new().with_scale(2.0).with_shift(-1.0);
 /// let lp = Tensor::<B, 1>::from_floats([-(d as f32) * std::f32::consts::LN_2], &Default::default());
-/// let bpd = deq.bits_per_dim(lp, d).into_scalar();
+/// let bpd = deq.bits_per_dim(lp, d).unwrap().into_scalar();
 /// assert!((bpd - 8.0).abs() < 1e-5);
+/// // Pixels must be 8-bit values: data already scaled to [0, 1] is refused.
+/// let scaled = Tensor::<B, 2>::from_floats([[0.0, 0.5]], &Default::default());
+/// assert!(deq.dequantize(scaled, &score_core::NoiseSource::new(0), score_core::NoiseKey::new(0, 0)).is_err());
 /// ```
 #[derive(Config, Debug, Copy, PartialEq)]
 pub struct Dequantization {
@@ -292,27 +295,51 @@ impl Dequantization {
     }
 
     /// `y = shift + scale·(k + u)/256` for pixel values `k`, with uniforms drawn under `key`.
+    ///
+    /// # Errors
+    /// [`SampleError::InvalidConfig`] for an invalid scale or shift, or for a pixel that is not
+    /// an integer in `0..=255` (e.g. data already scaled to `[0, 1]`), naming the first one.
     pub fn dequantize<B: Backend, const D: usize>(
         &self,
         pixels: Tensor<B, D>,
         noise: &NoiseSource,
         key: NoiseKey,
-    ) -> Tensor<B, D> {
+    ) -> crate::Result<Tensor<B, D>> {
+        self.validate()?;
+        let values = pixels.clone().into_data().convert::<f64>();
+        if let Some(k) = values
+            .iter::<f64>()
+            .find(|k| !(k.fract() == 0.0 && (0.0..=255.0).contains(k)))
+        {
+            return Err(SampleError::InvalidConfig {
+                name: "pixel value",
+                value: k,
+                reason: "dequantisation expects 8-bit integers in 0..=255",
+            });
+        }
         let u = noise.uniform::<B, D>(pixels.dims(), key, &pixels.device());
-        (pixels + u)
+        Ok((pixels + u)
             .mul_scalar(self.scale / 256.0)
-            .add_scalar(self.shift)
+            .add_scalar(self.shift))
     }
 
     /// Bits per dimension from the model's log-density of dequantised data in `d` dimensions.
     ///
     /// # Shapes
     /// - `log_prob_y`: `[n]`; output: `[n]`
-    pub fn bits_per_dim<B: Backend>(&self, log_prob_y: Tensor<B, 1>, d: usize) -> Tensor<B, 1> {
-        let d = d as f64;
+    ///
+    /// # Errors
+    /// [`SampleError::InvalidConfig`] for an invalid scale or shift, or `d = 0`.
+    pub fn bits_per_dim<B: Backend>(
+        &self,
+        log_prob_y: Tensor<B, 1>,
+        d: usize,
+    ) -> crate::Result<Tensor<B, 1>> {
+        self.validate()?;
+        let d = crate::error::at_least_one("dimension d", d)? as f64;
         let ln2 = std::f64::consts::LN_2;
-        log_prob_y
+        Ok(log_prob_y
             .div_scalar(-d * ln2)
-            .add_scalar(8.0 - self.scale.log2())
+            .add_scalar(8.0 - self.scale.log2()))
     }
 }

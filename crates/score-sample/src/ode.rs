@@ -44,18 +44,49 @@ pub struct AdaptiveConfig {
 }
 
 impl AdaptiveConfig {
-    /// Checks every setting.
+    /// Checks every setting; an error names the offending one.
+    ///
+    /// ```
+    /// use score_sample::{AdaptiveConfig, SampleError};
+    /// let err = AdaptiveConfig::new().with_max_factor(0.5).validate().unwrap_err();
+    /// assert!(matches!(err, SampleError::InvalidConfig { name: "max_factor", value, .. } if value == 0.5));
+    /// let err = AdaptiveConfig::new().with_min_factor(2.0).validate().unwrap_err();
+    /// assert!(matches!(err, SampleError::InvalidConfig { name: "min_factor", .. }));
+    /// ```
     pub fn validate(&self) -> crate::Result<()> {
         positive("rtol", self.rtol)?;
         positive("atol", self.atol)?;
         positive("safety", self.safety)?;
         positive("min_factor", self.min_factor)?;
-        if self.safety > 1.0 || self.min_factor >= 1.0 || self.max_factor <= 1.0 {
-            return Err(SampleError::InvalidConfig {
-                name: "safety/min_factor/max_factor",
-                value: self.safety,
-                reason: "need safety <= 1, min_factor < 1 < max_factor",
-            });
+        positive("max_factor", self.max_factor)?;
+        // Each bound names the setting that breaks it and its value.
+        for (ok, name, value, reason) in [
+            (
+                self.safety <= 1.0,
+                "safety",
+                self.safety,
+                "must be at most 1",
+            ),
+            (
+                self.min_factor < 1.0,
+                "min_factor",
+                self.min_factor,
+                "must be below 1",
+            ),
+            (
+                self.max_factor > 1.0,
+                "max_factor",
+                self.max_factor,
+                "must be above 1",
+            ),
+        ] {
+            if !ok {
+                return Err(SampleError::InvalidConfig {
+                    name,
+                    value,
+                    reason,
+                });
+            }
         }
         at_least_one("max_steps", self.max_steps)?;
         if let Some(h) = self.first_step {
