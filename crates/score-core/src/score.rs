@@ -49,7 +49,7 @@ pub trait ScoreFn<B: Backend, const D: usize> {
 /// Whether two SDEs have the same marginals: `t_max` and the mean coefficient and standard
 /// deviation at eleven evenly spaced times agree to 1e-9 relative. This compares what a score
 /// depends on, so a [`VeSde`](crate::VeSde) and the same SDE wrapped in an
-/// [`AnySde`](crate::AnySde) are equal.
+/// [`AnySde`] are equal.
 ///
 /// ```
 /// use score_core::{AnySde, VeSde, VpSde, same_marginals};

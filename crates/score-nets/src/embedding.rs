@@ -58,7 +58,7 @@ pub struct TimeEmbeddingConfig {
     /// Activation inside the MLP and after the [`EmbeddingKind::Linear`] map.
     #[config(default = "Activation::Silu")]
     pub activation: Activation,
-    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// Seed of the initial weights ([`seeded_init`]): the same config
     /// and seed give the same parameters on every run, whatever else the process does. Inside a
     /// larger network, the outer network's seed decides.
     #[config(default = 0)]

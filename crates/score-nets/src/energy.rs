@@ -30,7 +30,7 @@ pub struct EnergyMlpConfig {
     /// Nonlinearity after every hidden layer (must be smooth for second-order losses).
     #[config(default = "Activation::Silu")]
     pub activation: Activation,
-    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// Seed of the initial weights ([`seeded_init`]): the same config
     /// and seed give the same parameters on every run, whatever else the process does. Inside a
     /// larger network, the outer network's seed decides.
     #[config(default = 0)]
@@ -110,7 +110,7 @@ pub struct NoiseConditionalEnergyConfig {
     /// Nonlinearity (must be smooth for second-order losses).
     #[config(default = "Activation::Silu")]
     pub activation: Activation,
-    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// Seed of the initial weights ([`seeded_init`]): the same config
     /// and seed give the same parameters on every run, whatever else the process does. Inside a
     /// larger network, the outer network's seed decides.
     #[config(default = 0)]

@@ -56,7 +56,7 @@ pub struct TimeMlpConfig {
     /// ε of the adaptive LayerNorm.
     #[config(default = 1e-5)]
     pub norm_epsilon: f64,
-    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// Seed of the initial weights ([`seeded_init`]): the same config
     /// and seed give the same parameters on every run, whatever else the process does. Inside a
     /// larger network, the outer network's seed decides.
     #[config(default = 0)]

@@ -52,7 +52,7 @@ pub struct ResBlockConfig {
     /// GroupNorm groups (must divide both channel counts).
     #[config(default = 8)]
     pub groups: usize,
-    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// Seed of the initial weights ([`seeded_init`]): the same config
     /// and seed give the same parameters on every run, whatever else the process does. Inside a
     /// larger network, the outer network's seed decides.
     #[config(default = 0)]
@@ -121,7 +121,7 @@ pub struct AttentionBlockConfig {
     /// GroupNorm groups (must divide `channels`).
     #[config(default = 8)]
     pub groups: usize,
-    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// Seed of the initial weights ([`seeded_init`]): the same config
     /// and seed give the same parameters on every run, whatever else the process does. Inside a
     /// larger network, the outer network's seed decides.
     #[config(default = 0)]
@@ -228,7 +228,7 @@ pub struct UNetConfig {
     /// The time embedding.
     #[config(default = "TimeEmbeddingConfig::new().with_dim(32).with_out_dim(Some(128))")]
     pub embedding: TimeEmbeddingConfig,
-    /// Seed of the initial weights ([`seeded_init`](crate::layers::seeded_init)): the same config
+    /// Seed of the initial weights ([`seeded_init`]): the same config
     /// and seed give the same parameters on every run, whatever else the process does. Inside a
     /// larger network, the outer network's seed decides.
     #[config(default = 0)]

@@ -42,8 +42,8 @@ pub use ema::{Ema, EmaConfig, EmaWarmup};
 pub use error::{Result, TrainError};
 pub use loss::{
     DdpmLoss, DdpmTarget, DdpmView, DenoisingScoreMatching, ExplicitScoreMatching, Loss,
-    MultiScaleDsm, Projection, Reduction, SdeLoss, SlicedEstimator, SlicedScoreMatching,
-    TimeSampling, Weighting,
+    MultiScaleDsm, Objective, Projection, Reduction, SdeLoss, SlicedEstimator, SlicedScoreMatching,
+    TimeSampling, Viewed, Weighting,
 };
 pub use train::{EvalHook, HistoryRow, TrainReport, Trainer, TrainerConfig};
 pub use view::{AsEnergy, AsOutput, AsScore, Exact, LiftedScoreView, ScoreView};

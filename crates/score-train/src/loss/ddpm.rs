@@ -7,7 +7,7 @@ use score_core::{
     tensor::{per_sample, sum_per_sample},
 };
 
-use super::{Loss, host_vector, normal_like, streams};
+use super::{Objective, Viewed, host_vector, normal_like, streams};
 use crate::error::Result;
 use crate::view::{AsOutput, AsScore, ScoreView};
 
@@ -61,12 +61,13 @@ impl DdpmView for crate::Exact {
 /// assert_eq!(eps.target(), DdpmTarget::Epsilon);
 /// assert_eq!(eps.with_view(AsScore).target(), DdpmTarget::Score);
 /// ```
+pub type DdpmLoss<V = AsOutput> = Viewed<Ddpm, V>;
+
+/// The parameters of [`DdpmLoss`]: `√ᾱ_i` and `√(1 − ᾱ_i)` of its steps.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DdpmLoss<V = AsOutput> {
+pub struct Ddpm {
     sqrt_ab: Vec<f64>,
     sqrt_1m_ab: Vec<f64>,
-    /// How the output is read off the model.
-    pub view: V,
 }
 
 impl DdpmLoss {
@@ -79,47 +80,41 @@ impl DdpmLoss {
     /// ```
     pub fn new(beta_start: f64, beta_end: f64, n: usize) -> Result<Self> {
         let ab = alphas_cumprod(&linear_betas(beta_start, beta_end, n)?);
-        Ok(Self {
+        let objective = Ddpm {
             sqrt_ab: ab.iter().map(|a| a.sqrt()).collect(),
             sqrt_1m_ab: ab.iter().map(|a| (1.0 - a).sqrt()).collect(),
-            view: AsOutput,
-        })
+        };
+        Ok(Viewed::from_parts(objective, AsOutput))
     }
 }
 
-impl<V> DdpmLoss<V> {
-    /// The same loss reading the model through `view` (its target follows the view).
-    pub fn with_view<W: DdpmView>(self, view: W) -> DdpmLoss<W> {
-        DdpmLoss {
-            sqrt_ab: self.sqrt_ab,
-            sqrt_1m_ab: self.sqrt_1m_ab,
-            view,
-        }
-    }
-    /// What the model's reading is compared with.
-    pub fn target(&self) -> DdpmTarget
-    where
-        V: DdpmView,
-    {
+impl<V: DdpmView> DdpmLoss<V> {
+    /// What the model's reading is compared with (it follows the view: read a score with
+    /// `.with_view(AsScore)`).
+    pub fn target(&self) -> DdpmTarget {
         V::TARGET
     }
+}
+
+impl Ddpm {
     /// Number of discrete steps `N`.
     pub fn steps(&self) -> usize {
         self.sqrt_ab.len()
     }
 }
 
-impl<B, M, V, const D: usize> Loss<B, M, D> for DdpmLoss<V>
+impl<B, M, V, const D: usize> Objective<B, M, V, D> for Ddpm
 where
     B: Backend,
     V: ScoreView<B, M, D> + DdpmView,
 {
-    fn validate(&self, model: &M) -> crate::Result<()> {
-        Ok(self.view.check_time(model, ddpm_time(0, self.steps()))?)
+    fn validate(&self, view: &V, model: &M) -> crate::Result<()> {
+        Ok(view.check_time(model, ddpm_time(0, self.steps()))?)
     }
 
     fn per_sample(
         &self,
+        view: &V,
         model: &M,
         x0: Tensor<B, D>,
         noise: &NoiseSource,
@@ -139,7 +134,7 @@ where
         let eps = normal_like(&x0, noise, NoiseKey::new(step, streams::EPS));
         let x = x0 * per_sample::<B, D>(host_vector(&a, &device))
             + eps.clone() * per_sample::<B, D>(host_vector(&s, &device));
-        let out = self.view.score(model, x, host_vector(&t, &device));
+        let out = view.score(model, x, host_vector(&t, &device));
         let residual = match V::TARGET {
             DdpmTarget::Epsilon => out - eps,
             DdpmTarget::Score => out * per_sample::<B, D>(host_vector(&s, &device)) + eps,

@@ -3,7 +3,7 @@
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use score_core::{NoiseSource, tensor::sum_per_sample};
 
-use super::{Loss, host_vector, score_and_quadratic_form};
+use super::{Objective, Viewed, host_vector, score_and_quadratic_form};
 use crate::view::{AsScore, LiftedScoreView};
 
 /// Explicit score matching: `J(s) = E_x[½‖s(x, t)‖² + tr ∂s(x, t)/∂x]`, which equals
@@ -28,21 +28,20 @@ use crate::view::{AsScore, LiftedScoreView};
 /// let l = esm.loss(&target, x, &NoiseSource::new(1), 0).into_scalar();
 /// assert!((l + 1.0).abs() < 0.1, "{l}");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ExplicitScoreMatching<V = AsScore> {
+pub type ExplicitScoreMatching<V = AsScore> = Viewed<Esm, V>;
+
+/// The parameters of [`ExplicitScoreMatching`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Esm {
     /// The time passed to the model (the data distribution is `p_t`); default 0.
     pub t: f64,
-    /// How the score is read off the model.
-    pub view: V,
 }
 
 impl ExplicitScoreMatching {
-    /// ESM of a score network at `t = 0`.
+    /// ESM of a score network at `t = 0` (a model that is undefined there, e.g. a
+    /// noise-parameterised VP model, is refused by [`Loss::validate`](crate::Loss::validate)).
     pub fn new() -> Self {
-        Self {
-            t: 0.0,
-            view: AsScore,
-        }
+        Viewed::from_parts(Esm { t: 0.0 }, AsScore)
     }
 }
 
@@ -53,14 +52,9 @@ impl Default for ExplicitScoreMatching {
 }
 
 impl<V> ExplicitScoreMatching<V> {
-    /// The same loss reading the model through `view` (e.g. [`AsEnergy`](crate::AsEnergy)).
-    pub fn with_view<W>(self, view: W) -> ExplicitScoreMatching<W> {
-        ExplicitScoreMatching { t: self.t, view }
-    }
-
     /// The same loss with the model evaluated at time `t`.
     pub fn with_time(mut self, t: f64) -> Self {
-        self.t = t;
+        self.objective.t = t;
         self
     }
 }
@@ -83,17 +77,18 @@ pub(crate) fn basis_blocks<B: Backend, const D: usize>(
     Tensor::from_data(TensorData::new(data, shape), device)
 }
 
-impl<B, M, V, const D: usize> Loss<B, M, D> for ExplicitScoreMatching<V>
+impl<B, M, V, const D: usize> Objective<B, M, V, D> for Esm
 where
     B: Backend,
     V: LiftedScoreView<B, M, D>,
 {
-    fn validate(&self, model: &M) -> crate::Result<()> {
-        Ok(self.view.check_time(model, self.t)?)
+    fn validate(&self, view: &V, model: &M) -> crate::Result<()> {
+        Ok(view.check_time(model, self.t)?)
     }
 
     fn per_sample(
         &self,
+        view: &V,
         model: &M,
         x0: Tensor<B, D>,
         _noise: &NoiseSource,
@@ -106,7 +101,7 @@ where
         let x = x0.repeat_dim(0, d);
         let t = host_vector::<B>(&vec![self.t; d * n], &device);
         let v = basis_blocks::<B, D>(dims, &device);
-        let (s, diag) = score_and_quadratic_form(&self.view, model, x, t, v);
+        let (s, diag) = score_and_quadratic_form(view, model, x, t, v);
         let trace = diag.reshape([d, n]).sum_dim(0).reshape([n]);
         let s = s.narrow(0, 0, n);
         sum_per_sample(s.square()).mul_scalar(0.5) + trace

@@ -9,6 +9,9 @@
 //! | [`SdeLoss`] | Song et al. 2021, eq. 7 | [`ScoreView`](crate::ScoreView) |
 //! | [`DdpmLoss`] | Ho et al. 2020, eq. 14 | [`ScoreView`](crate::ScoreView) |
 //!
+//! Each loss is an objective (its parameters) paired with a view in [`Viewed`], which implements
+//! [`Loss`] once for all of them; the names above are aliases of `Viewed<Objective, View>`.
+//!
 //! Every random draw comes from the [`NoiseSource`] passed in, keyed by the training step and a
 //! stream per purpose (see [`streams`]), so a loss evaluated twice at the same step sees the same
 //! noise: that is what lets an interrupted training run resume bit for bit.
@@ -20,12 +23,12 @@ mod ncsn;
 mod sde;
 mod sliced;
 
-pub use ddpm::{DdpmLoss, DdpmTarget, DdpmView};
-pub use dsm::DenoisingScoreMatching;
-pub use esm::ExplicitScoreMatching;
-pub use ncsn::MultiScaleDsm;
-pub use sde::{ImportanceTable, Reduction, SdeLoss, TimeSampling, Weighting};
-pub use sliced::{Projection, SlicedEstimator, SlicedScoreMatching};
+pub use ddpm::{Ddpm, DdpmLoss, DdpmTarget, DdpmView};
+pub use dsm::{DenoisingScoreMatching, Dsm};
+pub use esm::{Esm, ExplicitScoreMatching};
+pub use ncsn::{MultiScaleDsm, Ncsn};
+pub use sde::{ImportanceTable, Reduction, SdeLoss, SdeObjective, TimeSampling, Weighting};
+pub use sliced::{Projection, SlicedEstimator, SlicedScoreMatching, Ssm};
 
 use burn::tensor::{Tensor, backend::Backend};
 use score_core::{NoiseKey, NoiseSource, tensor::sum_per_sample};
@@ -78,6 +81,84 @@ pub trait Loss<B: Backend, M, const D: usize> {
     /// - `x0`: `[n, …]`; output: `[1]`
     fn loss(&self, model: &M, x0: Tensor<B, D>, noise: &NoiseSource, step: u64) -> Tensor<B, 1> {
         self.per_sample(model, x0, noise, step).mean()
+    }
+}
+
+/// What a loss computes, given how it reads the model: each loss of this module is an objective
+/// (its own parameters: noise levels, times, SDE, weighting) paired with a view in [`Viewed`],
+/// which implements [`Loss`] for all of them once.
+pub trait Objective<B: Backend, M, V, const D: usize> {
+    /// [`Loss::per_sample`], reading the model through `view`.
+    ///
+    /// # Shapes
+    /// - `x0`: `[n, …]`; output: `[n]`
+    fn per_sample(
+        &self,
+        view: &V,
+        model: &M,
+        x0: Tensor<B, D>,
+        noise: &NoiseSource,
+        step: u64,
+    ) -> Tensor<B, 1>;
+
+    /// [`Loss::validate`], reading the model through `view`; the default accepts every model.
+    fn validate(&self, view: &V, model: &M) -> crate::Result<()> {
+        let _ = (view, model);
+        Ok(())
+    }
+}
+
+/// A loss: an objective and the view it reads the model through (e.g.
+/// `DenoisingScoreMatching::new(0.5)?.with_view(AsEnergy)` for an energy network).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Viewed<O, V> {
+    /// The loss's own parameters.
+    pub objective: O,
+    /// How the score is read off the model.
+    pub view: V,
+}
+
+impl<O, V> Viewed<O, V> {
+    /// `objective` read through `view`.
+    pub fn from_parts(objective: O, view: V) -> Self {
+        Self { objective, view }
+    }
+
+    /// The same loss reading the model through `view`.
+    pub fn with_view<W>(self, view: W) -> Viewed<O, W> {
+        Viewed {
+            objective: self.objective,
+            view,
+        }
+    }
+}
+
+/// A loss reads as its objective: `loss.sigmas()`, `loss.t` and the like.
+impl<O, V> std::ops::Deref for Viewed<O, V> {
+    type Target = O;
+    fn deref(&self) -> &O {
+        &self.objective
+    }
+}
+
+impl<B, M, O, V, const D: usize> Loss<B, M, D> for Viewed<O, V>
+where
+    B: Backend,
+    O: Objective<B, M, V, D>,
+{
+    fn per_sample(
+        &self,
+        model: &M,
+        x0: Tensor<B, D>,
+        noise: &NoiseSource,
+        step: u64,
+    ) -> Tensor<B, 1> {
+        self.objective
+            .per_sample(&self.view, model, x0, noise, step)
+    }
+
+    fn validate(&self, model: &M) -> crate::Result<()> {
+        self.objective.validate(&self.view, model)
     }
 }
 

@@ -6,7 +6,7 @@ use score_core::{
     tensor::{per_sample, sum_per_sample},
 };
 
-use super::{Loss, host_vector, normal_like, streams};
+use super::{Objective, Viewed, host_vector, normal_like, streams};
 use crate::error::{Result, TrainError};
 use crate::view::{AsScore, ScoreView};
 
@@ -16,13 +16,14 @@ use crate::view::{AsScore, ScoreView};
 ///
 /// The network is conditioned on the VE time of the level, `t_i = ln(σ_i/σ_min)/ln(σ_max/σ_min)`
 /// (so `t = 1` is `σ_max`), the same convention as every sampler that walks a [`VeSde`].
+pub type MultiScaleDsm<V = AsScore> = Viewed<Ncsn, V>;
+
+/// The parameters of [`MultiScaleDsm`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct MultiScaleDsm<V = AsScore> {
+pub struct Ncsn {
     sde: VeSde,
     sigmas: Vec<f64>,
     power: f64,
-    /// How the score is read off the model.
-    pub view: V,
 }
 
 impl MultiScaleDsm {
@@ -35,33 +36,27 @@ impl MultiScaleDsm {
     /// assert!((l.sigmas()[0] - 5.0).abs() < 1e-12);
     /// ```
     pub fn new(sde: VeSde, levels: usize) -> Result<Self> {
-        Ok(Self {
+        let objective = Ncsn {
             sigmas: sde.smld_sigmas(levels)?,
             sde,
             power: 2.0,
-            view: AsScore,
-        })
+        };
+        Ok(Viewed::from_parts(objective, AsScore))
     }
 }
 
 impl<V> MultiScaleDsm<V> {
-    /// The same loss reading the model through `view`.
-    pub fn with_view<W>(self, view: W) -> MultiScaleDsm<W> {
-        MultiScaleDsm {
-            sde: self.sde,
-            sigmas: self.sigmas,
-            power: self.power,
-            view,
-        }
-    }
     /// `λ(σ) = σ^power` instead of `σ²`.
     pub fn with_power(mut self, power: f64) -> Result<Self> {
         if !power.is_finite() {
             return Err(TrainError::invalid("power", power, "must be finite"));
         }
-        self.power = power;
+        self.objective.power = power;
         Ok(self)
     }
+}
+
+impl Ncsn {
     /// The noise levels, largest first.
     pub fn sigmas(&self) -> &[f64] {
         &self.sigmas
@@ -72,21 +67,22 @@ impl<V> MultiScaleDsm<V> {
     }
 }
 
-impl<B, M, V, const D: usize> Loss<B, M, D> for MultiScaleDsm<V>
+impl<B, M, V, const D: usize> Objective<B, M, V, D> for Ncsn
 where
     B: Backend,
     V: ScoreView<B, M, D>,
 {
-    fn validate(&self, model: &M) -> crate::Result<()> {
-        super::check_same_sde::<B, M, V, _, D>(&self.view, model, &self.sde, "the NCSN loss")?;
+    fn validate(&self, view: &V, model: &M) -> crate::Result<()> {
+        super::check_same_sde::<B, M, V, _, D>(view, model, &self.sde, "the NCSN loss")?;
         for &sigma in &self.sigmas {
-            self.view.check_time(model, self.time_of(sigma))?;
+            view.check_time(model, self.time_of(sigma))?;
         }
         Ok(())
     }
 
     fn per_sample(
         &self,
+        view: &V,
         model: &M,
         x0: Tensor<B, D>,
         noise: &NoiseSource,
@@ -105,7 +101,7 @@ where
         let sigma = host_vector::<B>(&sigma, &device);
         let eps = normal_like(&x0, noise, NoiseKey::new(step, streams::EPS));
         let x = x0 + eps.clone() * per_sample::<B, D>(sigma.clone());
-        let s = self.view.score(model, x, host_vector(&t, &device));
+        let s = view.score(model, x, host_vector(&t, &device));
         let residual = s + eps / per_sample::<B, D>(sigma);
         sum_per_sample(residual.square()) * host_vector(&weight, &device)
     }

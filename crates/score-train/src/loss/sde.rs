@@ -9,7 +9,7 @@ use score_core::{
     tensor::{per_sample, sum_per_sample},
 };
 
-use super::{Loss, host_vector, normal_like, streams};
+use super::{Objective, Viewed, host_vector, normal_like, streams};
 use crate::error::Result;
 use crate::view::{AsScore, ScoreView};
 
@@ -122,16 +122,17 @@ impl ImportanceTable {
 ///
 /// With [`Weighting::SigmaSquared`] and [`Reduction::Sum`] its value at the true score is the
 /// irreducible `E_t Σ_j a_t² v_j /(a_t² v_j + σ_t²)` for a Gaussian target `N(μ, diag v)`.
+pub type SdeLoss<S, V = AsScore> = Viewed<SdeObjective<S>, V>;
+
+/// The parameters of [`SdeLoss`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct SdeLoss<S, V = AsScore> {
+pub struct SdeObjective<S> {
     sde: S,
     eps: f64,
     weighting: Weighting,
     reduction: Reduction,
     sampling: TimeSampling,
     table: Option<Arc<ImportanceTable>>,
-    /// How the score is read off the model.
-    pub view: V,
 }
 
 impl<S: Sde> SdeLoss<S> {
@@ -152,51 +153,42 @@ impl<S: Sde> SdeLoss<S> {
     /// The loss with training times in `[eps, T]`.
     pub fn with_eps(sde: S, eps: f64) -> Result<Self> {
         let eps = check_eps(eps, sde.t_max())?;
-        Ok(Self {
+        let objective = SdeObjective {
             sde,
             eps,
             weighting: Weighting::SigmaSquared,
             reduction: Reduction::Mean,
             sampling: TimeSampling::Uniform,
             table: None,
-            view: AsScore,
-        })
+        };
+        Ok(Viewed::from_parts(objective, AsScore))
     }
 }
 
 impl<S: Sde, V> SdeLoss<S, V> {
-    /// The same loss reading the model through `view`.
-    pub fn with_view<W>(self, view: W) -> SdeLoss<S, W> {
-        SdeLoss {
-            sde: self.sde,
-            eps: self.eps,
-            weighting: self.weighting,
-            reduction: self.reduction,
-            sampling: self.sampling,
-            table: self.table,
-            view,
-        }
-    }
-
     /// The same loss with weighting `λ`.
     pub fn with_weighting(mut self, weighting: Weighting) -> Self {
-        self.weighting = weighting;
-        self.rebuild_table()
+        self.objective.weighting = weighting;
+        self.objective.rebuild_table();
+        self
     }
 
     /// The same loss with a reduction over coordinates.
     pub fn with_reduction(mut self, reduction: Reduction) -> Self {
-        self.reduction = reduction;
+        self.objective.reduction = reduction;
         self
     }
 
     /// The same loss with another time density.
     pub fn with_sampling(mut self, sampling: TimeSampling) -> Self {
-        self.sampling = sampling;
-        self.rebuild_table()
+        self.objective.sampling = sampling;
+        self.objective.rebuild_table();
+        self
     }
+}
 
-    fn rebuild_table(mut self) -> Self {
+impl<S: Sde> SdeObjective<S> {
+    fn rebuild_table(&mut self) {
         self.table = match self.sampling {
             TimeSampling::Uniform => None,
             TimeSampling::Importance => {
@@ -206,7 +198,6 @@ impl<S: Sde, V> SdeLoss<S, V> {
                 })))
             }
         };
-        self
     }
 
     /// The smallest training time.
@@ -237,22 +228,23 @@ impl<S: Sde, V> SdeLoss<S, V> {
     }
 }
 
-impl<B, M, S, V, const D: usize> Loss<B, M, D> for SdeLoss<S, V>
+impl<B, M, S, V, const D: usize> Objective<B, M, V, D> for SdeObjective<S>
 where
     B: Backend,
     S: Sde + std::fmt::Debug,
     V: ScoreView<B, M, D>,
 {
-    fn validate(&self, model: &M) -> crate::Result<()> {
-        super::check_same_sde::<B, M, V, S, D>(&self.view, model, &self.sde, "the SDE loss")?;
+    fn validate(&self, view: &V, model: &M) -> crate::Result<()> {
+        super::check_same_sde::<B, M, V, S, D>(view, model, &self.sde, "the SDE loss")?;
         for t in [self.eps, self.sde.t_max()] {
-            self.view.check_time(model, t)?;
+            view.check_time(model, t)?;
         }
         Ok(())
     }
 
     fn per_sample(
         &self,
+        view: &V,
         model: &M,
         x0: Tensor<B, D>,
         noise: &NoiseSource,
@@ -272,7 +264,7 @@ where
         let std = per_sample::<B, D>(host_vector(&std, &device));
         let eps = normal_like(&x0, noise, NoiseKey::new(step, streams::EPS));
         let x = x0 * per_sample::<B, D>(host_vector(&mean, &device)) + eps.clone() * std.clone();
-        let s = self.view.score(model, x, host_vector(&t, &device));
+        let s = view.score(model, x, host_vector(&t, &device));
         let sq = sum_per_sample((s * std + eps).square());
         let sq = match self.reduction {
             Reduction::Sum => sq,

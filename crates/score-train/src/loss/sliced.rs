@@ -4,7 +4,7 @@
 use burn::tensor::{Tensor, backend::Backend};
 use score_core::{NoiseKey, NoiseSource, tensor::sum_per_sample};
 
-use super::{Loss, host_vector, score_and_quadratic_form, streams};
+use super::{Objective, Viewed, host_vector, score_and_quadratic_form, streams};
 use crate::error::{Result, TrainError};
 use crate::view::{AsScore, LiftedScoreView};
 
@@ -32,8 +32,11 @@ pub enum SlicedEstimator {
 ///
 /// Its expectation over `v` equals explicit score matching's value (for either estimator), and so
 /// it is minimised by the true score.
+pub type SlicedScoreMatching<V = AsScore> = Viewed<Ssm, V>;
+
+/// The parameters of [`SlicedScoreMatching`].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SlicedScoreMatching<V = AsScore> {
+pub struct Ssm {
     /// Projections per sample (≥ 1).
     pub n_projections: usize,
     /// Distribution of the projections.
@@ -42,8 +45,6 @@ pub struct SlicedScoreMatching<V = AsScore> {
     pub estimator: SlicedEstimator,
     /// Time passed to the model; default 0.
     pub t: f64,
-    /// How the score is read off the model.
-    pub view: V,
 }
 
 impl SlicedScoreMatching {
@@ -56,40 +57,30 @@ impl SlicedScoreMatching {
                 "need at least one projection",
             ));
         }
-        Ok(Self {
+        let objective = Ssm {
             n_projections,
             projection: Projection::Gaussian,
             estimator: SlicedEstimator::VarianceReduced,
             t: 0.0,
-            view: AsScore,
-        })
+        };
+        Ok(Viewed::from_parts(objective, AsScore))
     }
 }
 
 impl<V> SlicedScoreMatching<V> {
-    /// The same loss reading the model through `view`.
-    pub fn with_view<W>(self, view: W) -> SlicedScoreMatching<W> {
-        SlicedScoreMatching {
-            n_projections: self.n_projections,
-            projection: self.projection,
-            estimator: self.estimator,
-            t: self.t,
-            view,
-        }
-    }
     /// The same loss with another projection distribution.
     pub fn with_projection(mut self, projection: Projection) -> Self {
-        self.projection = projection;
+        self.objective.projection = projection;
         self
     }
     /// The same loss with another estimator.
     pub fn with_estimator(mut self, estimator: SlicedEstimator) -> Self {
-        self.estimator = estimator;
+        self.objective.estimator = estimator;
         self
     }
     /// The same loss with the model evaluated at time `t`.
     pub fn with_time(mut self, t: f64) -> Self {
-        self.t = t;
+        self.objective.t = t;
         self
     }
 }
@@ -115,17 +106,18 @@ fn projections<B: Backend, const D: usize>(
     v.reshape([n, p, d]).swap_dims(0, 1).reshape(shape)
 }
 
-impl<B, M, V, const D: usize> Loss<B, M, D> for SlicedScoreMatching<V>
+impl<B, M, V, const D: usize> Objective<B, M, V, D> for Ssm
 where
     B: Backend,
     V: LiftedScoreView<B, M, D>,
 {
-    fn validate(&self, model: &M) -> crate::Result<()> {
-        Ok(self.view.check_time(model, self.t)?)
+    fn validate(&self, view: &V, model: &M) -> crate::Result<()> {
+        Ok(view.check_time(model, self.t)?)
     }
 
     fn per_sample(
         &self,
+        view: &V,
         model: &M,
         x0: Tensor<B, D>,
         noise: &NoiseSource,
@@ -138,7 +130,7 @@ where
         let v = projections::<B, D>(self.projection, dims, p, noise, key, &device);
         let x = x0.repeat_dim(0, p);
         let t = host_vector::<B>(&vec![self.t; p * n], &device);
-        let (s, quad) = score_and_quadratic_form(&self.view, model, x, t, v.clone());
+        let (s, quad) = score_and_quadratic_form(view, model, x, t, v.clone());
         let second = match self.estimator {
             SlicedEstimator::Plain => sum_per_sample(s * v).square(),
             SlicedEstimator::VarianceReduced => sum_per_sample(s.square()),
