@@ -44,6 +44,27 @@ pub trait ScoreFn<B: Backend, const D: usize> {
         let _ = t;
         Ok(())
     }
+
+    /// Whether inputs of `shape` (batch first) are ones this score accepts; the default accepts
+    /// every shape. Samplers call it once before their first step, so a wrong data shape is an
+    /// error rather than a panic inside the score (e.g. an analytic target of another dimension).
+    ///
+    /// # Errors
+    /// [`CoreError::DimensionMismatch`](crate::CoreError::DimensionMismatch) naming both sizes.
+    ///
+    /// ```
+    /// use burn::backend::NdArray;
+    /// use score_core::{GaussianMixture, ScoreFn, VeSde};
+    /// let ring = GaussianMixture::ring(8, 4.0, 0.2).unwrap().diffused(VeSde::default());
+    /// assert!(ScoreFn::<NdArray<f32>, 2>::check_shape(&ring, &[16, 2]).is_ok());
+    /// assert!(ScoreFn::<NdArray<f32>, 2>::check_shape(&ring, &[16, 3]).is_err());
+    /// // Images are flattened: a 2-D target cannot score 1×2×2 images, a 4-D one can.
+    /// assert!(ScoreFn::<NdArray<f32>, 4>::check_shape(&ring, &[16, 1, 2, 2]).is_err());
+    /// ```
+    fn check_shape(&self, shape: &[usize]) -> crate::Result<()> {
+        let _ = shape;
+        Ok(())
+    }
 }
 
 /// Whether two SDEs have the same marginals: `t_max` and the mean coefficient and standard

@@ -489,9 +489,24 @@ impl<S: Sde> Diffused<S> {
 }
 
 impl<B: Backend, S: Sde, const D: usize> ScoreFn<B, D> for Diffused<S> {
+    /// # Panics
+    /// When a sample's size (the product of `x`'s non-batch dimensions) differs from the
+    /// mixture's dimension; [`ScoreFn::check_shape`] reports that as an error first.
     fn score(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
         let (a, s) = self.sde.marginal_tensors(t);
         self.mixture.tensor_score(x, a, s)
+    }
+
+    fn check_shape(&self, shape: &[usize]) -> Result<()> {
+        let got: usize = shape.iter().skip(1).product();
+        if got != self.mixture.dim() {
+            return Err(CoreError::DimensionMismatch {
+                what: "sample size against the target's dimension",
+                expected: self.mixture.dim(),
+                got,
+            });
+        }
+        Ok(())
     }
 }
 

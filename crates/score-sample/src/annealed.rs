@@ -99,6 +99,11 @@ pub struct AnnealedLangevin<S> {
 }
 
 impl<S: Sde> AnnealedLangevin<S> {
+    /// The SDE (for the unified [`crate::Sampler`] call's prior draw).
+    pub(crate) fn sde(&self) -> &S {
+        &self.sde
+    }
+
     /// Draws `x` from the SDE's prior (key `(0, u32::MAX)`) and runs the chain.
     pub fn sample<B: Backend, const D: usize, F: ScoreFn<B, D>>(
         &self,
@@ -127,6 +132,7 @@ impl<S: Sde> AnnealedLangevin<S> {
     ) -> crate::Result<Samples<B, D>> {
         grid.require_decreasing("annealed Langevin")?;
         grid.check_within(&self.sde)?;
+        score.check_shape(&x.dims())?;
         if let Some(&t) = grid
             .times()
             .iter()

@@ -186,5 +186,27 @@ mod tests {
             .sample(&score, &grid, observed, mask, &NoiseSource::new(0))
             .unwrap();
         assert_eq!(out.x.dims(), [2, 2]);
+        // Data of another dimension than the target's is an error before the first step.
+        let three = Tensor::<B, 2>::ones([2, 3], &dev);
+        let err = inpainter
+            .sample(
+                &score,
+                &grid,
+                three.clone(),
+                three.ones_like(),
+                &NoiseSource::new(0),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SampleError::Core(score_core::CoreError::DimensionMismatch {
+                    expected: 2,
+                    got: 3,
+                    ..
+                })
+            ),
+            "{err}"
+        );
     }
 }

@@ -83,6 +83,7 @@ impl Langevin {
         t: f64,
         noise: &NoiseSource,
     ) -> crate::Result<Samples<B, D>> {
+        score.check_shape(&x.dims())?;
         let (eps, shape, device) = (self.step_size, x.dims(), x.device());
         let mut x_mean = x.clone();
         for k in 0..self.n_steps {
@@ -140,6 +141,7 @@ impl Mala {
         B: Backend,
         F: ScoreFn<B, D> + EnergyFn<B, D>,
     {
+        target.check_shape(&x.dims())?;
         let (eps, shape, device) = (self.0.step_size, x.dims(), x.device());
         let n = shape[0];
         let tt = times(&x, t);

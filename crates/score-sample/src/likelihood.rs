@@ -195,6 +195,7 @@ impl<S: Sde> Likelihood<S> {
     {
         grid.require_increasing("the likelihood")?;
         grid.check_within(&self.sde)?;
+        ScoreFn::<A, D>::check_shape(score, &x.dims())?;
         let dims = x.dims();
         let device = x.device();
         let n = dims[0];

@@ -433,6 +433,7 @@ impl<S: Sde> ProbabilityFlow<S> {
         x: Tensor<B, D>,
     ) -> crate::Result<Samples<B, D>> {
         grid.check_within(&self.sde)?;
+        score.check_shape(&x.dims())?;
         let dims = x.dims();
         let n = dims[0];
         let flat = x.reshape([n as i32, -1]);

@@ -133,6 +133,7 @@ impl<S: Sde> PcSampler<S> {
     {
         grid.require_decreasing("the predictor-corrector sampler")?;
         grid.check_within(&self.sde)?;
+        score.check_shape(&x.dims())?;
         let mut u = Update {
             x_mean: x.clone(),
             x,
