@@ -38,7 +38,11 @@
 
 pub mod annealed;
 pub mod corrector;
+pub mod ddim;
 pub mod ddpm;
+pub mod denoiser;
+pub mod dpm_solver;
+pub mod edm;
 pub mod error;
 pub mod grid;
 pub mod inverse;
@@ -47,7 +51,10 @@ pub mod likelihood;
 pub mod ode;
 pub mod pc;
 pub mod predictor;
+pub mod sampler;
 pub mod samples;
+pub mod sde_adaptive;
+pub mod sigma;
 
 #[cfg(test)]
 mod testing;
@@ -73,3 +80,11 @@ pub use predictor::{
     AncestralVariance, PredictorKind, Update, ancestral, euler_maruyama, reverse_diffusion,
 };
 pub use samples::Samples;
+
+pub use ddim::{Ddim, DdimConfig};
+pub use denoiser::Tweedie;
+pub use dpm_solver::{DpmSolver, DpmSolverConfig, DpmSolverKind};
+pub use edm::{Edm, EdmConfig};
+pub use sampler::{AnySampler, Sampler, SamplerConfig, ScoreAsNoise, Start, ddpm_grid};
+pub use sde_adaptive::{AdaptiveSde, AdaptiveSdeConfig, AdaptiveSdeSamples};
+pub use sigma::GridKind;
