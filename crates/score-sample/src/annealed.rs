@@ -104,11 +104,6 @@ impl<S: Sde> AnnealedLangevin<S> {
         &self.sde
     }
 
-    /// The SDE (for the unified [`crate::Sampler`] call's prior draw).
-    pub(crate) fn sde(&self) -> &S {
-        &self.sde
-    }
-
     /// Draws `x` from the SDE's prior (key `(0, u32::MAX)`) and runs the chain.
     pub fn sample<B: Backend, const D: usize, F: ScoreFn<B, D>>(
         &self,

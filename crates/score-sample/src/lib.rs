@@ -86,5 +86,5 @@ pub use denoiser::Tweedie;
 pub use dpm_solver::{DpmSolver, DpmSolverConfig, DpmSolverKind};
 pub use edm::{Edm, EdmConfig};
 pub use sampler::{AnySampler, Sampler, SamplerConfig, ScoreAsNoise, Start, ddpm_grid};
-pub use sde_adaptive::{AdaptiveSde, AdaptiveSdeConfig, AdaptiveSdeSamples};
+pub use sde_adaptive::{AdaptiveSde, AdaptiveSdeConfig, AdaptiveSdeSamples, ErrorNorm};
 pub use sigma::GridKind;

@@ -4,8 +4,8 @@
 //! Each attempted step of size `h` (time runs from `T` down to `eps`) takes an Euler–Maruyama step
 //! `x' = x − h·[f(t)x − g(t)²s(x, t)] + √h·g(t)·z` and an improved-Euler step with the same `z`,
 //! `x̃ = x − h·[f(t−h)x' − g(t−h)²s(x', t−h)] + √h·g(t−h)·z`, `x'' = (x' + x̃)/2`. The scaled error
-//! `E = ‖(x' − x'')/δ‖` with `δ = max(ε_abs, ε_rel·max(|x'|, |x'_prev|))` (element-wise; RMS per
-//! sample, largest over the batch so that every sample meets the tolerance) accepts the step when
+//! `E = ‖(x' − x'')/δ‖` with `δ = max(ε_abs, ε_rel·max(|x'|, |x'_prev|))` (element-wise; the RMS
+//! over the whole batch by default, see [`ErrorNorm`]) accepts the step when
 //! `E ≤ 1`, keeping `x''` (extrapolation); the next step size is `min(t − eps, θ·h·E^{−r})`.
 
 use burn::{
@@ -19,6 +19,16 @@ use crate::grid::TimeGrid;
 use crate::pc::PRIOR_STREAM;
 use crate::samples::{Samples, ensure_finite};
 use crate::sigma::times_exact;
+
+/// Which scaled norm of the error estimate decides acceptance.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum ErrorNorm {
+    /// The RMS over every value of the batch: the paper's `‖·‖₂/√n` with the batch as the state.
+    Batch,
+    /// The largest per-sample RMS: every sample meets the tolerance (stricter: measured on the
+    /// 8-ring with 2000 samples, ~4× the score evaluations at the paper's tolerances).
+    WorstSample,
+}
 
 /// Configuration of [`AdaptiveSde`]; the defaults are the paper's (§4: `ε_rel = 0.05`,
 /// `ε_abs = 0.0078`, `θ = 0.9`, `r = 0.9`, `h_init = 0.01`).
@@ -45,6 +55,9 @@ pub struct AdaptiveSdeConfig {
     /// Budget of attempted steps.
     #[config(default = 100_000)]
     pub max_steps: usize,
+    /// The error norm.
+    #[config(default = "ErrorNorm::Batch")]
+    pub norm: ErrorNorm,
 }
 
 impl AdaptiveSdeConfig {
@@ -197,14 +210,16 @@ impl<S: Sde> AdaptiveSde<S> {
                 .max_pair(x_prev.clone().abs())
                 .mul_scalar(c.rtol)
                 .clamp_min(c.atol);
-            let err = ((x1.clone() - x_new.clone()) / delta)
+            let scaled = ((x1.clone() - x_new.clone()) / delta)
                 .reshape([n as i32, -1])
-                .square()
-                .mean_dim(1)
-                .max()
-                .sqrt()
-                .into_scalar()
-                .to_f64();
+                .square();
+            let err = match c.norm {
+                ErrorNorm::Batch => scaled.mean(),
+                ErrorNorm::WorstSample => scaled.mean_dim(1).max(),
+            }
+            .sqrt()
+            .into_scalar()
+            .to_f64();
             if !err.is_finite() {
                 return Err(SampleError::NonFinite {
                     step: attempt,
