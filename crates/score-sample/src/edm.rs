@@ -73,7 +73,7 @@ impl EdmConfig {
             }
         }
         if let Some(max) = self.s_tmax
-            && !(max >= self.s_tmin)
+            && (max.is_nan() || max < self.s_tmin)
         {
             return Err(SampleError::InvalidConfig {
                 name: "s_tmax",

@@ -56,10 +56,8 @@ pub mod samples;
 pub mod sde_adaptive;
 pub mod sigma;
 
-#[cfg(test)]
-mod testing;
-#[cfg(test)]
-mod validation;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use annealed::{AnnealedLangevin, AnnealedLangevinConfig};
 pub use corrector::CorrectorKind;

@@ -251,7 +251,7 @@ impl<'a, F> ScoreAsNoise<'a, F> {
 impl<B: Backend, const D: usize, F: ScoreFn<B, D>> NoisePredictor<B, D> for ScoreAsNoise<'_, F> {
     fn predict_noise(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
         let n = self.alphas_cumprod.len();
-        let t0 = score_core::tensor::to_f64(t.clone().slice([0..1]))[0];
+        let t0 = score_core::tensor::to_f64(t.clone().narrow(0, 0, 1))[0];
         let i = schedule::ddpm_step(t0, n);
         let std = (1.0 - self.alphas_cumprod[i]).sqrt();
         self.score.score(x, t).mul_scalar(-std)
@@ -329,8 +329,8 @@ impl SamplerConfig {
     /// type B = NdArray<f32>;
     /// let sde = AnySde::Ve(VeSde::new(0.01, 10.0).unwrap());
     /// // A value, so it round-trips through a config file.
-    /// let json = SamplerConfig::Edm(EdmConfig::new()).save_to_string().unwrap();
-    /// let choice = SamplerConfig::load_from_str(&json).unwrap().init(sde).unwrap();
+    /// let json = SamplerConfig::Edm(EdmConfig::new()).to_string();
+    /// let choice = SamplerConfig::load_binary(json.as_bytes()).unwrap().init(sde).unwrap();
     /// let target = GaussianMixture::ring(8, 4.0, 0.2).unwrap().diffused(sde);
     /// let grid = choice.grid(1e-3, 10).unwrap();
     /// let out: Samples<B, 2> = choice
