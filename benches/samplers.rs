@@ -1,11 +1,14 @@
 //! Sampler throughput in sample·steps per second on the 2-D mixture of 8 Gaussians on a ring
-//! (radius 4, std 0.2) with its exact score, on NdArray (and Flex with `--features flex`).
+//! (radius 4, std 0.2; `score_sample::testing::ring`) driven by score-core's exact tensor score
+//! of the diffused mixture (`GaussianMixture::diffused`, the score users call), on NdArray (and
+//! Flex with `--features flex`).
 //!
-//! The score is computed on the device exactly as `../shared/perf/torch_ref.py` does it
-//! (`x[:, None] − μ`, squared distances, softmax, weighted sum), so the `pc_rd_langevin` figure
-//! compares with the reference's `pc_gmm_ve` line: same SDE (VE, σ 0.01 → 10), same predictor
-//! (reverse diffusion), same corrector (one Langevin step, snr 0.16), two score evaluations per
-//! step. Each step's noise comes from the workspace's counter-based `NoiseSource` (host-side).
+//! The `pc_rd_langevin` figure compares with `../shared/perf/torch_ref.py`'s `pc_gmm_ve` line:
+//! same SDE (VE, σ 0.01 → 10), same predictor (reverse diffusion), same corrector (one Langevin
+//! step, snr 0.16), two score evaluations per step. Each step's noise comes from the
+//! workspace's counter-based `NoiseSource` (host-side); the `step_parts` group times one
+//! `NoiseSource::normal` draw and one score evaluation alone at the same size (and the noise
+//! draw at 10,000 × 2), so one can see which dominates a sampler step.
 //!
 //! Sizes: by default a short CI run (1,000 samples × 10 steps, few criterion samples); set
 //! `SCORE_BENCH_FULL=1` for the full size (10,000 samples, 100 steps per sampler run). Per-step
@@ -13,53 +16,14 @@
 //! reference's 1,000-step run.
 
 use burn::backend::NdArray;
-use burn::tensor::{Tensor, activation::softmax, backend::Backend, cast::ToElement};
+use burn::tensor::{Tensor, backend::Backend, cast::ToElement};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use score_sde::score_core::{
-    GaussianMixture, NoiseSource, ScoreFn, Sde, VeSde, VpSde, tensor::from_f64,
-};
+use score_sde::score_core::{Marginal, NoiseKey, NoiseSource, ScoreFn, VeSde, schedule};
+use score_sample::testing::ring;
 use score_sde::score_sample::{
     AdaptiveConfig, AncestralVariance, AnnealedLangevinConfig, CorrectorKind, DdpmSamplerConfig,
     LangevinConfig, OdeSolver, PcSamplerConfig, PredictorKind, ProbabilityFlowConfig, TimeGrid,
 };
-
-const K: usize = 8;
-const RADIUS: f64 = 4.0;
-const STD: f64 = 0.2;
-
-/// Score of the ring pushed through `x_t = m·x_0 + s·ε`: `−Σ_k w_k (x − mμ_k)/v`,
-/// `v = m²·0.04 + s²`, `w = softmax(−|x − mμ_k|²/(2v))`.
-fn ring_score<B: Backend>(x: Tensor<B, 2>, m: f64, s: f64) -> Tensor<B, 2> {
-    let [n, d] = x.dims();
-    let mu: Vec<f64> = (0..K)
-        .flat_map(|k| {
-            let a = std::f64::consts::TAU * k as f64 / K as f64;
-            [m * RADIUS * a.cos(), m * RADIUS * a.sin()]
-        })
-        .collect();
-    let mu = from_f64::<B, 3>(&mu, [1, K, d], &x.device());
-    let var = m * m * STD * STD + s * s;
-    let diff = x.reshape([n, 1, d]) - mu; // [n, K, d]
-    let logits = diff
-        .clone()
-        .square()
-        .sum_dim(2)
-        .reshape([n, K])
-        .mul_scalar(-0.5 / var);
-    let w = softmax(logits, 1).reshape([n, K, 1]);
-    (w * diff).sum_dim(1).reshape([n, d]).mul_scalar(-1.0 / var)
-}
-
-/// The exact score of the ring diffused by `sde` (the batch shares one time, read from `t[0]`).
-struct RingScore<S>(S);
-
-impl<B: Backend, S: Sde> ScoreFn<B, 2> for RingScore<S> {
-    fn score(&self, x: Tensor<B, 2>, t: Tensor<B, 1>) -> Tensor<B, 2> {
-        let t = t.slice(0..1).into_scalar().to_f64();
-        let k = self.0.marginal(t);
-        ring_score(x, k.mean_coef, k.std)
-    }
-}
 
 struct Size {
     n: usize,
@@ -85,8 +49,8 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str) {
     let Size { n, steps } = size();
     let noise = NoiseSource::new(0);
     let ve = VeSde::new(0.01, 10.0).unwrap();
-    let vp = VpSde::default();
-    let score = RingScore(ve);
+    let ring = ring();
+    let score = ring.diffused(ve);
     let grid = TimeGrid::reverse(&ve, 1e-5, steps).unwrap();
     let mut group = c.benchmark_group(format!("samplers/{backend}/n{n}"));
     group.throughput(Throughput::Elements((n * steps) as u64));
@@ -156,14 +120,13 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str) {
         })
     });
 
-    // Langevin and MALA on the static ring (score-core's generic mixture score and energy).
-    let ring = GaussianMixture::ring(K, RADIUS, STD).unwrap();
-    let x0 = ring.sample::<B>(n, &noise, score_sde::score_core::NoiseKey::new(0, 0), &dev);
+    // Langevin and MALA on the static ring (score-core's mixture score and energy).
+    let x0 = ring.sample::<B>(n, &noise, NoiseKey::new(0, 0), &dev);
     let langevin = LangevinConfig::new(0.01, steps);
     let ula = langevin.init().unwrap();
     group.bench_function("langevin", |b| {
         b.iter(|| {
-            ula.sample(&RingScore(vp), x0.clone(), 0.0, &noise)
+            ula.sample(&ring, x0.clone(), 0.0, &noise)
                 .unwrap()
                 .x
                 .into_data()
@@ -180,13 +143,19 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str) {
         })
     });
 
-    // DDPM's linear betas 1e-4 → 0.02 over `steps` steps, with the exact ε of the ring.
+    // DDPM's linear betas 1e-4 → 0.02 over `steps` steps, with the exact ε of the ring:
+    // ε(x, i) = −√(1 − ᾱ_i)·∇log p_i(x), p_i the ring pushed through √ᾱ_i·x_0 + √(1 − ᾱ_i)·ε
+    // (score-core's tensor score of that mixture). Step i arrives as t = ddpm_time(i, N).
     let ddpm = DdpmSamplerConfig::new().with_n_steps(steps).init().unwrap();
     let abar = ddpm.alphas_cumprod().to_vec();
     let eps_model = |x: Tensor<B, 2>, t: Tensor<B, 1>| {
-        let i = (t.slice(0..1).into_scalar().to_f64() * steps as f64).round() as usize;
+        let i = schedule::ddpm_step(t.clone().slice(0..1).into_scalar().to_f64(), steps);
         let s = (1.0 - abar[i]).sqrt();
-        ring_score(x, abar[i].sqrt(), s).mul_scalar(-s)
+        let k = Marginal {
+            mean_coef: abar[i].sqrt(),
+            std: s,
+        };
+        ring.perturbed(k).score(x, t).mul_scalar(-s)
     };
     group.bench_function("ddpm", |b| {
         b.iter(|| {
@@ -236,6 +205,34 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str) {
                 .x
                 .into_data()
         })
+    });
+    group.finish();
+
+    // One step's parts alone, per sample: the noise draw (host ChaCha8 + upload) and one exact
+    // score evaluation, at the samplers' size; and the noise draw at 10,000 × 2 whatever the
+    // size. A PC step with a corrector costs two of each.
+    let mut group = c.benchmark_group(format!("samplers/{backend}/step_parts"));
+    let mut sizes = vec![n];
+    if n != 10_000 {
+        sizes.push(10_000);
+    }
+    for m in sizes {
+        group.throughput(Throughput::Elements(m as u64));
+        group.bench_function(format!("noise_normal_{m}x2"), |b| {
+            let mut step = 0;
+            b.iter(|| {
+                step += 1;
+                noise
+                    .normal::<B, 2>([m, 2], NoiseKey::new(step, 0), &dev)
+                    .into_data()
+            })
+        });
+    }
+    group.throughput(Throughput::Elements(n as u64));
+    let x = ring.sample::<B>(n, &noise, NoiseKey::new(1, 0), &dev);
+    let t = Tensor::<B, 1>::full([n], 0.5, &dev);
+    group.bench_function(format!("exact_score_{n}x2"), |b| {
+        b.iter(|| score.score(x.clone(), t.clone()).into_data())
     });
     group.finish();
 }

@@ -42,29 +42,10 @@ struct Args {
     out: PathBuf,
 }
 
-/// Sliced 2-Wasserstein distance (squared, averaged over 64 directions) between equal-size sets.
+/// Sliced 2-Wasserstein distance (squared, averaged over 64 evenly spaced directions) between
+/// two sample sets, from score-eval.
 fn sliced_w2(a: &[f64], b: &[f64]) -> f64 {
-    let k = 64;
-    (0..k)
-        .map(|j| {
-            let th = std::f64::consts::PI * j as f64 / k as f64;
-            let proj = |x: &[f64]| {
-                let mut p: Vec<f64> = x
-                    .chunks(2)
-                    .map(|v| th.cos() * v[0] + th.sin() * v[1])
-                    .collect();
-                p.sort_by(f64::total_cmp);
-                p
-            };
-            let (pa, pb) = (proj(a), proj(b));
-            pa.iter()
-                .zip(&pb)
-                .map(|(u, v)| (u - v).powi(2))
-                .sum::<f64>()
-                / pa.len() as f64
-        })
-        .sum::<f64>()
-        / k as f64
+    score_eval::sliced_w2_squared(a, b, 2, 64).expect("finite 2-D samples")
 }
 
 fn main() -> Result<()> {
