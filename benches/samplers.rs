@@ -18,8 +18,8 @@
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, backend::Backend, cast::ToElement};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use score_sde::score_core::{Marginal, NoiseKey, NoiseSource, ScoreFn, VeSde, schedule};
 use score_sample::testing::ring;
+use score_sde::score_core::{Marginal, NoiseKey, NoiseSource, ScoreFn, VeSde, schedule};
 use score_sde::score_sample::{
     AdaptiveConfig, AncestralVariance, AnnealedLangevinConfig, CorrectorKind, DdpmSamplerConfig,
     LangevinConfig, OdeSolver, PcSamplerConfig, PredictorKind, ProbabilityFlowConfig, TimeGrid,

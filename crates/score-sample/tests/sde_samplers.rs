@@ -5,7 +5,7 @@
 //! Error budget: a family-wise error rate of 0.05 over the 20 sampler runs of this file (6
 //! predictor–corrector configurations × 3 SDEs, 2 DDPM variances); the per-check levels are in
 //! `common::sde_acceptance`. Seeds are fixed (`PC_SEED`, `DDPM_SEED`, and the reference and floor
-//! seeds of `score_sample::testing`), chosen before any result was seen.
+//! seeds of `score_sample::testing`), fixed before any of these checks was run.
 //!
 //! Each sampler's own discretisation bias is passed in from `common::pc_bias` and the DDPM table
 //! below: measured once with 20,000 points and seed 77 (three standard errors of that
