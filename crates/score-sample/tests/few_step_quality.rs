@@ -206,3 +206,92 @@ fn ddim_with_eta_1_is_ddpm_with_the_posterior_variance_sample_by_sample() {
     println!("DDIM(eta = 1) vs DDPM(posterior): largest difference {worst:.2e}");
     assert!(worst < 1e-4, "largest relative difference {worst}");
 }
+
+/// A NaN from the score stops every new sampler with `NonFinite`, and each rejects bad settings
+/// with a typed error naming them.
+#[test]
+fn new_samplers_report_nan_and_reject_bad_configs() {
+    let sde = AnySde::Vp(VpSde::default());
+    let nan =
+        |x: burn::tensor::Tensor<B, 2>, _t: burn::tensor::Tensor<B, 1>| x.mul_scalar(f64::NAN);
+    let dev = Default::default();
+    for config in [
+        SamplerConfig::Ddim(DdimConfig::new()),
+        SamplerConfig::Edm(EdmConfig::new()),
+        SamplerConfig::DpmSolver(DpmSolverConfig::new()),
+        SamplerConfig::DpmSolver(DpmSolverConfig::new().with_kind(DpmSolverKind::Singlestep3)),
+        SamplerConfig::AdaptiveSde(AdaptiveSdeConfig::new()),
+    ] {
+        let sampler = config.init(sde).unwrap();
+        let grid = sampler.grid(EPS, 4).unwrap();
+        let err = sampler
+            .generate(
+                &nan,
+                &grid,
+                Start::<B, 2>::prior([4, 2], &dev),
+                &NoiseSource::new(0),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, SampleError::NonFinite { .. }),
+            "{config:?}: {err:?}"
+        );
+    }
+    let bad = |c: SamplerConfig| c.init(sde).unwrap_err();
+    let name = |e: SampleError| match e {
+        SampleError::InvalidConfig { name, .. } => name,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        name(bad(SamplerConfig::Ddim(DdimConfig::new().with_eta(-0.1)))),
+        "eta"
+    );
+    assert_eq!(
+        name(bad(SamplerConfig::Edm(EdmConfig::new().with_rho(-7.0)))),
+        "rho"
+    );
+    assert_eq!(
+        name(bad(SamplerConfig::Edm(EdmConfig::new().with_s_churn(-1.0)))),
+        "s_churn"
+    );
+    assert_eq!(
+        name(bad(SamplerConfig::Edm(EdmConfig::new().with_s_noise(0.0)))),
+        "s_noise"
+    );
+    assert_eq!(
+        name(bad(SamplerConfig::DpmSolver(
+            DpmSolverConfig::new().with_grid(GridKind::Karras { rho: 0.0 })
+        ))),
+        "rho"
+    );
+    assert_eq!(
+        name(bad(SamplerConfig::AdaptiveSde(
+            AdaptiveSdeConfig::new().with_atol(0.0)
+        ))),
+        "atol"
+    );
+    assert_eq!(
+        name(bad(SamplerConfig::AdaptiveSde(
+            AdaptiveSdeConfig::new().with_rtol(-1.0)
+        ))),
+        "rtol"
+    );
+    let dpm = SamplerConfig::DpmSolver(DpmSolverConfig::new())
+        .init(sde)
+        .unwrap();
+    assert_eq!(name(dpm.grid(EPS, 0).unwrap_err()), "steps");
+    // VP has no noise at t = 0: the solvers stepping in log-SNR refuse a grid that reaches it.
+    let to_zero = TimeGrid::uniform(1.0, 0.0, 4).unwrap();
+    let err = dpm
+        .generate(
+            &ring().diffused(sde),
+            &to_zero,
+            Start::<B, 2>::prior([4, 2], &dev),
+            &NoiseSource::new(0),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, SampleError::InvalidGrid { index: 4, .. }),
+        "{err:?}"
+    );
+}
