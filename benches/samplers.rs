@@ -19,10 +19,12 @@ use burn::backend::NdArray;
 use burn::tensor::{Tensor, backend::Backend, cast::ToElement};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use score_sample::testing::ring;
-use score_sde::score_core::{Marginal, NoiseKey, NoiseSource, ScoreFn, VeSde, schedule};
+use score_sde::score_core::{AnySde, Marginal, NoiseKey, NoiseSource, ScoreFn, VeSde, schedule};
 use score_sde::score_sample::{
-    AdaptiveConfig, AncestralVariance, AnnealedLangevinConfig, CorrectorKind, DdpmSamplerConfig,
-    LangevinConfig, OdeSolver, PcSamplerConfig, PredictorKind, ProbabilityFlowConfig, TimeGrid,
+    AdaptiveConfig, AdaptiveSdeConfig, AncestralVariance, AnnealedLangevinConfig, CorrectorKind,
+    DdimConfig, DdpmSamplerConfig, DpmSolverConfig, DpmSolverKind, EdmConfig, LangevinConfig,
+    OdeSolver, PcSamplerConfig, PredictorKind, ProbabilityFlowConfig, Sampler, SamplerConfig,
+    Samples, Start, TimeGrid,
 };
 
 struct Size {
@@ -183,6 +185,39 @@ fn bench_backend<B: Backend>(c: &mut Criterion, backend: &str) {
                     .into_data()
             })
         });
+    }
+    group.finish();
+
+    // The few-step samplers, each picked by value (SamplerConfig) and run through the one
+    // Sampler call on its own natural grid; throughput in sample·NFE per second, since their NFE
+    // per step differ (EDM 2 per step, 3S 3, the adaptive solver its own).
+    let mut group = c.benchmark_group(format!("samplers/{backend}/n{n}/few_step"));
+    let sde = AnySde::Ve(ve);
+    for (name, choice) in [
+        ("ddim_eta0", SamplerConfig::Ddim(DdimConfig::new())),
+        ("edm_heun", SamplerConfig::Edm(EdmConfig::new())),
+        (
+            "dpm_solver_2m",
+            SamplerConfig::DpmSolver(DpmSolverConfig::new()),
+        ),
+        (
+            "dpm_solver_3s",
+            SamplerConfig::DpmSolver(DpmSolverConfig::new().with_kind(DpmSolverKind::Singlestep3)),
+        ),
+        (
+            "adaptive_sde",
+            SamplerConfig::AdaptiveSde(AdaptiveSdeConfig::new()),
+        ),
+    ] {
+        let sampler = choice.init(sde).unwrap();
+        let grid = sampler.grid(1e-5, steps).unwrap();
+        let run = || -> Samples<B, 2> {
+            sampler
+                .generate(&score, &grid, Start::prior([n, 2], &dev), &noise)
+                .unwrap()
+        };
+        group.throughput(Throughput::Elements((n * run().nfe) as u64));
+        group.bench_function(name, |b| b.iter(|| run().x.into_data()));
     }
     group.finish();
 
