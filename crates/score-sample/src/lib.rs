@@ -59,7 +59,7 @@ pub mod sigma;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use annealed::{AnnealedLangevin, AnnealedLangevinConfig};
+pub use annealed::{AnnealedLangevin, AnnealedLangevinConfig, LangevinConvention};
 pub use corrector::CorrectorKind;
 pub use ddpm::{DdpmSampler, DdpmSamplerConfig, NoisePredictor};
 pub use error::{Result, SampleError};
