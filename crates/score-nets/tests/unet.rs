@@ -191,7 +191,10 @@ fn every_unet_parameter_gets_a_gradient_and_the_output_depends_on_t() {
         score_nets::param_shapes(&net).len(),
         "every parameter visited"
     );
-    let dead: Vec<_> = norms.iter().filter(|(_, g)| g.is_nan() || *g <= 0.0).collect();
+    let dead: Vec<_> = norms
+        .iter()
+        .filter(|(_, g)| g.is_nan() || *g <= 0.0)
+        .collect();
     assert!(dead.is_empty(), "parameters without gradient: {dead:?}");
     for part in [
         "embedding.mlp_in",
