@@ -30,7 +30,8 @@ pub use score_nets;
 pub use score_sample;
 pub use score_train;
 
-/// Backends selected by the crate features (`ndarray` by default; `flex`, `wgpu`, `cuda`).
+/// Backends selected by the crate features (`ndarray` and `flex` by default, so Flex is selected;
+/// `wgpu`, `cuda`).
 pub mod backend {
     pub use burn::backend::Autodiff;
 
