@@ -20,7 +20,7 @@ pub trait TimeNet<B: Backend, const D: usize> {
 }
 
 /// What a network's output means, given `x_t = m·x₀ + s·ε`.
-#[derive(Config, Debug, Copy, PartialEq, Eq)]
+#[derive(Config, Debug, Copy, PartialEq)]
 pub enum Parameterization {
     /// The score `∇x log p_t(x)` itself (or `s(t)·score` with scale-by-std).
     Score,
@@ -28,6 +28,33 @@ pub enum Parameterization {
     Noise,
     /// The clean data `x̂₀`: score `= −(x − m·x̂₀)/s²` (Tweedie's formula).
     Denoised,
+    /// EDM's preconditioning (Karras et al. 2022, Table 1 and eq. 7), for data of standard
+    /// deviation `sigma_data`, on any SDE through its scaled form `x/m = x₀ + σ·ε`, `σ = s/m`:
+    /// the network sees `c_in·x` with `c_in = 1/(m·√(σ² + σ_d²))` (unit variance at every noise
+    /// level) and its output `F` gives the denoiser
+    /// `D = c_skip·x/m + c_out·F`, `c_skip = σ_d²/(σ² + σ_d²)`, `c_out = σ·σ_d/√(σ² + σ_d²)`,
+    /// whence score `= −(x − m·D)/s²`. At every noise level the regression target of `F` has
+    /// unit variance, which is what lets a small network train fast.
+    Edm {
+        /// Standard deviation of the data (EDM: 0.5 for images in [−1, 1]).
+        sigma_data: f64,
+    },
+}
+
+/// `(c_skip, c_out, c_in)` of [`Parameterization::Edm`] per sample.
+fn edm_coefficients<B: Backend>(
+    sigma_data: f64,
+    mean_coef: Tensor<B, 1>,
+    std: Tensor<B, 1>,
+) -> (Tensor<B, 1>, Tensor<B, 1>, Tensor<B, 1>) {
+    let sd2 = sigma_data * sigma_data;
+    let sigma = std / mean_coef.clone();
+    let total = sigma.clone().square().add_scalar(sd2);
+    let root = total.clone().sqrt();
+    let c_skip = total.recip().mul_scalar(sd2);
+    let c_out = sigma.mul_scalar(sigma_data) / root.clone();
+    let c_in = (mean_coef * root).recip();
+    (c_skip, c_out, c_in)
 }
 
 impl Parameterization {
@@ -47,12 +74,35 @@ impl Parameterization {
         std: Tensor<B, 1>,
         scale_by_std: bool,
     ) -> Tensor<B, D> {
-        let s = per_sample::<B, D>(std);
+        let s = per_sample::<B, D>(std.clone());
         match self {
             Self::Score if scale_by_std => out / s,
             Self::Score => out,
             Self::Noise => -out / s,
             Self::Denoised => -(x - out * per_sample::<B, D>(mean_coef)) / s.square(),
+            Self::Edm { sigma_data } => {
+                let (c_skip, c_out, _) = edm_coefficients(*sigma_data, mean_coef.clone(), std);
+                let m = per_sample::<B, D>(mean_coef);
+                let denoised =
+                    x.clone() / m.clone() * per_sample::<B, D>(c_skip) + out * per_sample(c_out);
+                -(x - denoised * m) / s.square()
+            }
+        }
+    }
+
+    /// The factor the network's input is multiplied by before the forward pass: `c_in` for
+    /// [`Parameterization::Edm`], `None` (the input as it is) for the others.
+    ///
+    /// # Shapes
+    /// - `mean_coef`, `std`: `[n]`; output: `[n]`
+    pub fn input_scale<B: Backend>(
+        &self,
+        mean_coef: Tensor<B, 1>,
+        std: Tensor<B, 1>,
+    ) -> Option<Tensor<B, 1>> {
+        match self {
+            Self::Edm { sigma_data } => Some(edm_coefficients(*sigma_data, mean_coef, std).2),
+            _ => None,
         }
     }
 
@@ -69,12 +119,18 @@ impl Parameterization {
         std: Tensor<B, 1>,
         scale_by_std: bool,
     ) -> Tensor<B, D> {
-        let s = per_sample::<B, D>(std);
+        let s = per_sample::<B, D>(std.clone());
         match self {
             Self::Score if scale_by_std => score * s,
             Self::Score => score,
             Self::Noise => -score * s,
             Self::Denoised => (x + score * s.square()) / per_sample::<B, D>(mean_coef),
+            Self::Edm { sigma_data } => {
+                let (c_skip, c_out, _) = edm_coefficients(*sigma_data, mean_coef.clone(), std);
+                let m = per_sample::<B, D>(mean_coef);
+                let denoised = (x.clone() + score * s.square()) / m.clone();
+                (denoised - x / m * per_sample::<B, D>(c_skip)) / per_sample(c_out)
+            }
         }
     }
 }
@@ -150,7 +206,8 @@ impl<B: Backend, M: Module<B>> ScoreModel<B, M> {
         self.scale_by_std
     }
 
-    /// The raw network output (for losses written on it, e.g. DDPM's ε-loss).
+    /// The raw network output (for losses written on it, e.g. DDPM's ε-loss), after the
+    /// parameterisation's input scaling ([`Parameterization::input_scale`]; none but EDM's).
     ///
     /// # Shapes
     /// - `x`: `[n, …]`, `t`: `[n]`; output: like `x`
@@ -158,14 +215,31 @@ impl<B: Backend, M: Module<B>> ScoreModel<B, M> {
     where
         M: TimeNet<B, D>,
     {
-        self.net.forward(x, t)
+        let (m, s) = self.sde.marginal_tensors(t.clone());
+        self.output_with(x, t, m, s)
+    }
+
+    fn output_with<const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        t: Tensor<B, 1>,
+        mean_coef: Tensor<B, 1>,
+        std: Tensor<B, 1>,
+    ) -> Tensor<B, D>
+    where
+        M: TimeNet<B, D>,
+    {
+        match self.parameterization.input_scale(mean_coef, std) {
+            Some(c_in) => self.net.forward(x * per_sample::<B, D>(c_in), t),
+            None => self.net.forward(x, t),
+        }
     }
 }
 
 impl<B: Backend, M: Module<B> + TimeNet<B, D>, const D: usize> ScoreFn<B, D> for ScoreModel<B, M> {
     fn score(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
-        let out = self.net.forward(x.clone(), t.clone());
-        let (m, s) = self.sde.marginal_tensors(t);
+        let (m, s) = self.sde.marginal_tensors(t.clone());
+        let out = self.output_with(x.clone(), t, m.clone(), s.clone());
         self.parameterization
             .to_score(out, x, m, s, self.scale_by_std)
     }

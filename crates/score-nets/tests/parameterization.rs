@@ -1,4 +1,4 @@
-//! The three output parameterisations agree: for a Gaussian target the optimal ε-, x₀- and
+//! The output parameterisations (score, noise, denoised, EDM-preconditioned) agree: for a Gaussian target the optimal ε-, x₀- and
 //! score-outputs are known in closed form, and `ScoreModel` turns each into the same, exact score.
 //! Also: `ScoreModel` on an autodiff backend keeps the graph to the network's parameters.
 
@@ -32,6 +32,9 @@ enum Output {
     ScaledScore,
     Noise,
     Denoised,
+    /// EDM's `F` for this `σ_d`: the oracle undoes `c_in` on its input, forms the optimal
+    /// denoiser and solves `D = c_skip·x/m + c_out·F` for `F` (Karras et al. 2022, eq. 7).
+    Edm(f64),
 }
 
 /// The Bayes-optimal outputs for data `x₀ ~ N(μ, diag v)` perturbed by `sde`: with
@@ -58,13 +61,29 @@ impl<B: Backend> TimeNet<B, 2> for Oracle<B> {
         let (mu, var) = (row(&self.mean), row(&self.var));
         let (m, s) = self.sde.marginal_tensors(t);
         let (m, s) = (per_sample::<B, 2>(m), per_sample::<B, 2>(s));
+        let (x, edm) = match self.output {
+            Output::Edm(sd) => {
+                let sigma2 = (s.clone() / m.clone()).square();
+                let c_in = (m.clone() * sigma2.clone().add_scalar(sd * sd).sqrt()).recip();
+                let c_skip = sigma2.clone().add_scalar(sd * sd).recip().mul_scalar(sd * sd);
+                let c_out = sigma2.clone().sqrt().mul_scalar(sd)
+                    / sigma2.add_scalar(sd * sd).sqrt();
+                (x / c_in, Some((c_skip, c_out)))
+            }
+            _ => (x, None),
+        };
         let total = m.clone().square() * var.clone() + s.clone().square();
-        let r = (x - m.clone() * mu.clone()) / total;
+        let r = (x.clone() - m.clone() * mu.clone()) / total;
         match self.output {
             Output::Score => -r,
             Output::ScaledScore => -r * s,
             Output::Noise => r * s,
             Output::Denoised => mu + m * var * r,
+            Output::Edm(_) => {
+                let (c_skip, c_out) = edm.expect("set above");
+                let d = mu + m.clone() * var * r;
+                (d - x / m * c_skip) / c_out
+            }
         }
     }
 }
@@ -119,6 +138,13 @@ fn three_parameterizations_give_the_same_exact_score() {
                 "denoised",
                 model(Output::Denoised, Parameterization::Denoised),
             ),
+            (
+                "edm",
+                model(
+                    Output::Edm(0.7),
+                    Parameterization::Edm { sigma_data: 0.7 },
+                ),
+            ),
         ];
         for (name, m) in models {
             let got = vals(m.score(x.clone(), t.clone()));
@@ -167,6 +193,7 @@ fn score_model_trains_on_an_autodiff_backend() {
         Parameterization::Score,
         Parameterization::Noise,
         Parameterization::Denoised,
+        Parameterization::Edm { sigma_data: 0.5 },
     ] {
         let model = ScoreModel::new(net.clone(), AnySde::Vp(VpSde::default()), p);
         let x = Tensor::<A, 2>::ones([8, 2], &dev);
