@@ -6,7 +6,7 @@ use score_core::{NoiseKey, NoiseSource};
 
 /// The `NoiseSource::derive` purpose of shuffling, so an epoch order is independent of any other
 /// draw made with the same seed.
-const SHUFFLE_PURPOSE: u64 = 0x7368_7566_666c_65; // "shuffle"
+const SHUFFLE_PURPOSE: u64 = 0x0073_6875_6666_6c65; // "shuffle"
 
 /// A uniformly random permutation of `0..n` for `epoch`, from [`NoiseSource::new`]`(seed)`.
 ///

@@ -23,7 +23,7 @@ use crate::error::{DataError, Result};
 
 /// `derive` purpose of the uniforms (component and position along the curve); the normals come
 /// from the source itself, as in [`GaussianMixture::sample_f64`].
-const UNIFORM_PURPOSE: u64 = 0x746f_79; // "toy"
+const UNIFORM_PURPOSE: u64 = 0x0074_6f79; // "toy"
 
 /// Two uniforms per sample (which component, where on it) and two standard normals.
 fn draws(n: usize, noise: &NoiseSource, key: NoiseKey) -> (Vec<f64>, Vec<f64>) {
