@@ -1,5 +1,7 @@
 //! Typed errors of score-eval: every variant carries the values that made the input invalid.
 
+use std::path::PathBuf;
+
 use thiserror::Error;
 
 /// Errors raised by the metrics when their input cannot be measured.
@@ -68,6 +70,28 @@ pub enum EvalError {
         needed: usize,
         /// The number given.
         got: usize,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {reason}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error, as text (so that the error stays `Clone` and comparable).
+        reason: String,
+    },
+    /// A file exists but its content is damaged or of another kind (checksum, record, manifest).
+    #[error("{} is damaged: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A data set could not be loaded (the error of score-data, as text).
+    #[error("data: {reason}")]
+    Data {
+        /// What went wrong.
+        reason: String,
     },
 }
 

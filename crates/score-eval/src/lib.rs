@@ -30,6 +30,8 @@
 
 pub mod energy;
 pub mod error;
+pub mod frechet;
+pub mod judge;
 pub mod mmd;
 pub mod modes;
 pub mod moments;
@@ -38,6 +40,7 @@ pub mod stats;
 
 pub use energy::energy_distance;
 pub use error::{EvalError, Result};
+pub use frechet::{frechet_distance, frechet_distance_gaussians};
 pub use mmd::{Bandwidth, median_heuristic, mmd2_unbiased, rbf_kernel};
 pub use modes::{Assignment, assign, occupancy};
 pub use moments::{MomentErrors, covariance, mean, moment_errors, moment_errors_between};
@@ -45,6 +48,6 @@ pub use sliced::{
     Projections, SlicedWasserstein, sliced_w1, sliced_w2_squared, w1_1d, w2_squared_1d,
 };
 pub use stats::{
-    binomial_interval, binomial_pmf, chi_square_quantile, monte_carlo_p_value,
+    binomial_interval, binomial_pmf, chi_square_quantile, clopper_pearson, monte_carlo_p_value,
     monte_carlo_replicates, monte_carlo_threshold, normal_cdf, normal_quantile, normal_sf,
 };

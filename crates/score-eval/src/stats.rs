@@ -228,6 +228,68 @@ pub fn monte_carlo_p_value(replicates: &[f64], t: f64) -> f64 {
     (1 + above) as f64 / (replicates.len() + 1) as f64
 }
 
+/// The exact (Clopper–Pearson) `1 − alpha` confidence interval of a binomial proportion after
+/// `k` successes in `n` trials: the `p` for which `P(X ≥ k) = α/2` and `P(X ≤ k) = α/2` under
+/// `X ~ Binomial(n, p)` (0 and 1 at the ends), found by bisection on [`binomial_pmf`]'s tails.
+///
+/// ```
+/// // No success in 10 trials: the upper end solves (1 − p)¹⁰ = 0.025.
+/// let (lo, hi) = score_eval::stats::clopper_pearson(0, 10, 0.05).unwrap();
+/// assert_eq!(lo, 0.0);
+/// assert!((hi - (1.0 - 0.025f64.powf(0.1))).abs() < 1e-12);
+/// ```
+///
+/// # Errors
+/// [`EvalError::InvalidParameter`] for `alpha` outside `(0, 1)`, `n = 0` or `k > n`.
+pub fn clopper_pearson(k: usize, n: usize, alpha: f64) -> Result<(f64, f64)> {
+    probability("alpha", alpha)?;
+    if n == 0 || k > n {
+        return Err(EvalError::InvalidParameter {
+            name: "k",
+            value: k as f64,
+            reason: "needs n > 0 trials and k <= n successes",
+        });
+    }
+    // The p in (0, 1) where `above(p)` switches from false to true (bisection to rounding).
+    let solve = |above: &dyn Fn(f64) -> bool| {
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..200 {
+            let mid = 0.5 * (lo + hi);
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            if above(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    // Tails summed from their far ends, as in `binomial_interval`; P(X ≥ k) grows with p,
+    // P(X ≤ k) falls.
+    let tail = |p: f64, upper: bool| -> f64 {
+        binomial_pmf(n, p).map_or(f64::NAN, |pmf| {
+            if upper {
+                pmf[k..].iter().rev().sum()
+            } else {
+                pmf[..=k].iter().sum()
+            }
+        })
+    };
+    let lo = if k == 0 {
+        0.0
+    } else {
+        solve(&|p| tail(p, true) >= alpha / 2.0)
+    };
+    let hi = if k == n {
+        1.0
+    } else {
+        solve(&|p| tail(p, false) <= alpha / 2.0)
+    };
+    Ok((lo, hi))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
