@@ -9,6 +9,9 @@
 //! - [`score_nets`]: time embeddings, time-conditioned MLPs, energy networks, U-Net, `ScoreModel`;
 //! - [`score_train`]: score-matching losses and the training loop;
 //! - [`score_sample`]: Langevin, predictor–corrector, probability-flow ODE, likelihoods;
+//! - [`score_data`]: MNIST (IDX reader, burn datasets) and the toy 2-D sets;
+//! - [`score_eval`]: sample-quality metrics and the MNIST judge;
+//! - [`mnist`]: the MNIST job behind `cargo run --release --example mnist_ve_sde`;
 //! - [`plot`]: PNG figures of samples, score fields, loss curves and image grids.
 //!
 //! ```
@@ -23,9 +26,12 @@
 
 #![warn(missing_docs)]
 
+pub mod mnist;
 pub mod plot;
 
 pub use score_core;
+pub use score_data;
+pub use score_eval;
 pub use score_nets;
 pub use score_sample;
 pub use score_train;
