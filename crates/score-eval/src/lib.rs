@@ -9,8 +9,14 @@
 //! - [`energy`]: the unbiased energy distance;
 //! - [`moments`]: means, covariances and their errors;
 //! - [`modes`]: per-component occupancy of a [`score_core::GaussianMixture`];
-//! - [`stats`]: normal and chi-square quantiles, exact binomial intervals, Monte Carlo test
-//!   thresholds.
+//! - [`frechet`]: the Fréchet (2-Wasserstein) distance between Gaussians and between point sets
+//!   through their moments, FID's distance;
+//! - [`judge`]: the MNIST judge, a small CNN trained with outlier exposure that reports on
+//!   generated digits (class histogram and entropy, confident fraction, classifier-feature
+//!   Fréchet distance against a test reference and its real-data floor); its trained weights
+//!   ship in the repository's `data/judge/`;
+//! - [`stats`]: normal and chi-square quantiles, exact binomial intervals (acceptance and
+//!   Clopper–Pearson), Monte Carlo test thresholds.
 //!
 //! Every metric is deterministic: the same inputs give the same value on every run.
 //!

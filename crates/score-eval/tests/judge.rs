@@ -107,8 +107,9 @@ fn report_on_real_digits_matches_the_floor() {
     let blurred = f.judge.evaluate(&box_blur(&test_images(n), 3), n).unwrap();
     eprintln!("{report:?}\nfloor {floor}\nblurred {blurred:?}");
     assert_eq!(report.histogram.iter().sum::<usize>(), n);
-    // 256 digits of near-uniform classes: the plug-in entropy is biased low by about
-    // (K − 1)/(2n) = 0.018 nats and varies by a few hundredths.
+    // 256 digits of near-uniform classes (the test set's class entropy is 2.301): the plug-in
+    // entropy falls short of it by about χ²₉/(2n) (Miller 1955), mean 9/512 = 0.018 nats; the
+    // bound allows χ²₉ up to 40 (P < 1e-5). Measured: 2.273.
     assert!(
         report.class_entropy > 10f64.ln() - 0.08,
         "{}",
@@ -117,7 +118,8 @@ fn report_on_real_digits_matches_the_floor() {
     let (lo, hi) = report.confident_interval;
     assert!(lo <= report.confident_fraction && report.confident_fraction <= hi);
     // Real digits (test or training) of the same count sit at the same distance from the
-    // reference, up to sampling noise; blur moves the features far away.
+    // reference, up to sampling noise; blur moves the features far away. Measured: 32.6 for
+    // the test digits, 28.6 for the floor, 1849 blurred.
     assert!(
         report.frechet < 2.0 * floor,
         "{} vs floor {floor}",
