@@ -63,6 +63,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod cpu_ops;
 pub mod embedding;
 pub mod energy;
 pub mod error;

@@ -16,6 +16,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, activation, backend::Backend};
 
+use crate::cpu_ops::conv2d;
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{NetsError, Result as NetsResult, ensure_nonzero};
 use crate::layers::{Activation, dense, seeded_init};
@@ -100,13 +101,11 @@ impl<B: Backend> ResBlock<B> {
     /// - `x`: `[n, in_channels, h, w]`, `emb`: `[n, embed_dim]` (already activated)
     /// - output: `[n, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>, emb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = self
-            .conv1
-            .forward(activation::silu(self.norm1.forward(x.clone())));
+        let h = conv2d(&self.conv1, activation::silu(self.norm1.forward(x.clone())));
         let h = h + dense(&self.time, emb).unsqueeze_dims::<4>(&[2, 3]);
-        let h = self.conv2.forward(activation::silu(self.norm2.forward(h)));
+        let h = conv2d(&self.conv2, activation::silu(self.norm2.forward(h)));
         let x = match &self.skip {
-            Some(s) => s.forward(x),
+            Some(s) => conv2d(s, x),
             None => x,
         };
         x + h
@@ -412,7 +411,7 @@ impl<B: Backend> UNet<B> {
     /// - output: `[n, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>, t: Tensor<B, 1>) -> Tensor<B, 4> {
         let emb = Activation::Silu.forward(self.embedding.forward(t));
-        let mut h = self.conv_in.forward(x);
+        let mut h = conv2d(&self.conv_in, x);
         let mut skips = Vec::with_capacity(self.down_blocks.len());
         for (i, blocks) in self.down_blocks.iter().enumerate() {
             for (b, block) in blocks.iter().enumerate() {
@@ -423,7 +422,7 @@ impl<B: Backend> UNet<B> {
             }
             skips.push(h.clone());
             if let Some(down) = self.downsample.get(i) {
-                h = down.forward(h);
+                h = conv2d(down, h);
             }
         }
         h = self.mid_block1.forward(h, emb.clone());
@@ -441,7 +440,7 @@ impl<B: Backend> UNet<B> {
                     InterpolateOptions::new(InterpolateMode::Nearest),
                 );
                 if let Some(conv) = self.upsample.get(j - 1) {
-                    h = conv.forward(h);
+                    h = conv2d(conv, h);
                 }
             }
             h = Tensor::cat(vec![h, skip], 1);
@@ -452,8 +451,7 @@ impl<B: Backend> UNet<B> {
                 }
             }
         }
-        self.conv_out
-            .forward(activation::silu(self.norm_out.forward(h)))
+        conv2d(&self.conv_out, activation::silu(self.norm_out.forward(h)))
     }
 }
 

@@ -1,0 +1,412 @@
+//! 2-D convolution on host `f32` slices in NCHW layout: im2col + GEMM forward, and the two GEMM
+//! backwards (weight gradient `dY · im2col(x)ᵀ`, input gradient `col2im(Wᵀ · dY)`).
+//!
+//! Work is split over fixed chunks of the batch with rayon, and every reduction (the weight and
+//! bias gradients) sums its per-chunk partials in chunk order, so the results do not depend on
+//! how rayon schedules the chunks: outputs are bit-identical run to run.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// Samples per parallel task in the backward pass. Fixed (not derived from the thread count) so
+/// that the order of the weight-gradient reduction, and hence its rounding, never changes.
+const BACKWARD_CHUNK: usize = 4;
+
+/// The shape of one convolution: input `[n, ci, h, w]`, weight `[co, ci, kh, kw]`, stride
+/// `(sh, sw)`, zero padding `top, left, bottom, right`; dilation 1 and one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub ci: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub co: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Zero rows above.
+    pub pt: usize,
+    /// Zero columns on the left.
+    pub pl: usize,
+    /// Zero rows below.
+    pub pb: usize,
+    /// Zero columns on the right.
+    pub pr: usize,
+}
+
+impl ConvGeom {
+    /// Output height (meaningful when [`is_valid`](Self::is_valid)).
+    pub fn oh(&self) -> usize {
+        (self.h + self.pt + self.pb - self.kh) / self.sh + 1
+    }
+
+    /// Output width.
+    pub fn ow(&self) -> usize {
+        (self.w + self.pl + self.pr - self.kw) / self.sw + 1
+    }
+
+    /// Whether the geometry is one these kernels handle: every size and stride non-zero and the
+    /// kernel no larger than the padded input.
+    pub fn is_valid(&self) -> bool {
+        let sizes = [
+            self.n, self.ci, self.h, self.w, self.co, self.kh, self.kw, self.sh, self.sw,
+        ];
+        sizes.iter().all(|&s| s > 0)
+            && self.h + self.pt + self.pb >= self.kh
+            && self.w + self.pl + self.pr >= self.kw
+    }
+
+    fn hw(&self) -> usize {
+        self.h * self.w
+    }
+
+    fn ohw(&self) -> usize {
+        self.oh() * self.ow()
+    }
+
+    /// Rows of the im2col matrix: `ci · kh · kw`.
+    fn k(&self) -> usize {
+        self.ci * self.kh * self.kw
+    }
+
+    /// A 1×1, stride-1, unpadded convolution: the input already is its im2col matrix.
+    fn pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.sh == 1
+            && self.sw == 1
+            && self.pt + self.pl + self.pb + self.pr == 0
+    }
+}
+
+/// Visits, for every im2col row `(c, i, j)` and output row `oy`: `f(segment, input_row, j)` with
+/// the offset of the `ow`-long segment of the column matrix and the offset of the input row it
+/// reads (`None` for a padding row).
+#[inline]
+fn for_each_col_row(g: &ConvGeom, mut f: impl FnMut(usize, Option<usize>, usize)) {
+    let (oh, ow) = (g.oh(), g.ow());
+    let ohw = oh * ow;
+    for c in 0..g.ci {
+        for i in 0..g.kh {
+            for j in 0..g.kw {
+                let row = ((c * g.kh + i) * g.kw + j) * ohw;
+                for oy in 0..oh {
+                    let iy = (oy * g.sh + i) as isize - g.pt as isize;
+                    let src =
+                        (iy >= 0 && (iy as usize) < g.h).then(|| c * g.hw() + iy as usize * g.w);
+                    f(row + oy * ow, src, j);
+                }
+            }
+        }
+    }
+}
+
+/// The output columns `[lo, hi)` of a row whose input column `ox·sw + j − pl` is inside `0..w`.
+#[inline]
+fn valid_cols(g: &ConvGeom, j: usize, ow: usize) -> (usize, usize) {
+    // ox·sw + j ≥ pl  and  ox·sw + j < w + pl
+    let lo = if g.pl > j {
+        (g.pl - j).div_ceil(g.sw)
+    } else {
+        0
+    };
+    let hi = if g.w + g.pl > j {
+        (g.w + g.pl - j).div_ceil(g.sw)
+    } else {
+        0
+    };
+    (lo.min(ow), hi.min(ow).max(lo.min(ow)))
+}
+
+/// `col[K, oh·ow] = im2col(xb)` for one sample `xb: [ci, h, w]`.
+fn im2col(g: &ConvGeom, xb: &[f32], col: &mut [f32]) {
+    let ow = g.ow();
+    for_each_col_row(g, |dst, src, j| {
+        let seg = &mut col[dst..dst + ow];
+        let Some(src) = src else {
+            seg.fill(0.0);
+            return;
+        };
+        let row = &xb[src..src + g.w];
+        let (lo, hi) = valid_cols(g, j, ow);
+        seg[..lo].fill(0.0);
+        seg[hi..].fill(0.0);
+        if g.sw == 1 {
+            let start = lo + j - g.pl;
+            seg[lo..hi].copy_from_slice(&row[start..start + (hi - lo)]);
+        } else {
+            for (ox, v) in seg[lo..hi].iter_mut().enumerate() {
+                *v = row[(lo + ox) * g.sw + j - g.pl];
+            }
+        }
+    });
+}
+
+/// `dxb[ci, h, w] += col2im(col)` for one sample (the adjoint of [`im2col`]).
+fn col2im(g: &ConvGeom, col: &[f32], dxb: &mut [f32]) {
+    let ow = g.ow();
+    for_each_col_row(g, |dst, src, j| {
+        let Some(src) = src else { return };
+        let seg = &col[dst..dst + ow];
+        let row = &mut dxb[src..src + g.w];
+        let (lo, hi) = valid_cols(g, j, ow);
+        if g.sw == 1 {
+            let start = lo + j - g.pl;
+            for (d, s) in row[start..start + (hi - lo)].iter_mut().zip(&seg[lo..hi]) {
+                *d += *s;
+            }
+        } else {
+            for (ox, s) in seg[lo..hi].iter().enumerate() {
+                row[(lo + ox) * g.sw + j - g.pl] += *s;
+            }
+        }
+    });
+}
+
+/// A dense matrix operand: base slice, row stride and column stride (in elements).
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+impl Mat<'_> {
+    fn check(&self, rows: usize, cols: usize) {
+        if rows > 0 && cols > 0 {
+            assert!((rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len());
+        }
+    }
+}
+
+/// `dst[m, n] (row-major) = (accumulate ? dst : 0) + lhs[m, k] · rhs[k, n]`.
+#[allow(clippy::too_many_arguments)] // gemm's own signature, one flag and the parallelism
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+    par: Parallelism,
+) {
+    assert!(dst.len() >= m * n);
+    lhs.check(m, k);
+    rhs.check(k, n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the asserts above keep every index `gemm` touches inside the three slices, and
+    // `dst` does not alias `lhs` or `rhs` (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Thread parallelism inside one GEMM: none when the batch alone keeps every thread busy.
+fn inner_parallelism(tasks: usize) -> Parallelism {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && tasks < threads {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// Forward convolution: `y[n, co, oh, ow]` from `x[n, ci, h, w]`, `w[co, ci, kh, kw]` and an
+/// optional bias `[co]`.
+pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    assert!(g.is_valid(), "invalid convolution geometry {g:?}");
+    let (k, hw, ohw) = (g.k(), g.hw(), g.ohw());
+    assert_eq!(x.len(), g.n * g.ci * hw);
+    assert_eq!(w.len(), g.co * k);
+    let mut y = vec![0.0f32; g.n * g.co * ohw];
+    let par = inner_parallelism(g.n);
+    let lhs = Mat {
+        data: w,
+        rs: k,
+        cs: 1,
+    };
+    y.par_chunks_mut(g.co * ohw).enumerate().for_each_init(
+        Vec::new,
+        |col: &mut Vec<f32>, (b, yb)| {
+            let xb = &x[b * g.ci * hw..(b + 1) * g.ci * hw];
+            let rhs = if g.pointwise() {
+                xb
+            } else {
+                col.resize(k * ohw, 0.0);
+                im2col(g, xb, col);
+                col
+            };
+            if let Some(bias) = bias {
+                for (row, &bv) in yb.chunks_mut(ohw).zip(bias) {
+                    row.fill(bv);
+                }
+            }
+            let rhs = Mat {
+                data: rhs,
+                rs: ohw,
+                cs: 1,
+            };
+            matmul(g.co, ohw, k, yb, bias.is_some(), lhs, rhs, par);
+        },
+    );
+    y
+}
+
+/// Gradients of a convolution; each is present when it was asked for.
+#[derive(Debug, Default)]
+pub struct ConvGrads {
+    /// Input gradient `[n, ci, h, w]`.
+    pub x: Option<Vec<f32>>,
+    /// Weight gradient `[co, ci, kh, kw]`.
+    pub weight: Option<Vec<f32>>,
+    /// Bias gradient `[co]`.
+    pub bias: Option<Vec<f32>>,
+}
+
+/// Backward convolution: the gradients of `Σ dy ⊙ conv(x, w, b)` with respect to `x`, `w` and
+/// `b`, each computed only when its `need_*` flag is set.
+pub fn conv2d_backward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    need_x: bool,
+    need_weight: bool,
+    need_bias: bool,
+) -> ConvGrads {
+    assert!(g.is_valid(), "invalid convolution geometry {g:?}");
+    let (k, hw, ohw) = (g.k(), g.hw(), g.ohw());
+    assert_eq!(x.len(), g.n * g.ci * hw);
+    assert_eq!(w.len(), g.co * k);
+    assert_eq!(dy.len(), g.n * g.co * ohw);
+    let chunks = g.n.div_ceil(BACKWARD_CHUNK);
+    let par = inner_parallelism(chunks);
+    let mut grads = ConvGrads::default();
+    if need_x || need_weight {
+        // Per chunk: the weight-gradient partial and the chunk's input gradient.
+        let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let samples = c * BACKWARD_CHUNK..((c + 1) * BACKWARD_CHUNK).min(g.n);
+                let mut dw = if need_weight {
+                    vec![0.0f32; g.co * k]
+                } else {
+                    Vec::new()
+                };
+                let mut dx = if need_x {
+                    vec![0.0f32; samples.len() * g.ci * hw]
+                } else {
+                    Vec::new()
+                };
+                let mut col = Vec::new();
+                let mut dcol = Vec::new();
+                for (s, b) in samples.enumerate() {
+                    let dyb = Mat {
+                        data: &dy[b * g.co * ohw..(b + 1) * g.co * ohw],
+                        rs: ohw,
+                        cs: 1,
+                    };
+                    if need_weight {
+                        let xb = &x[b * g.ci * hw..(b + 1) * g.ci * hw];
+                        let colb: &[f32] = if g.pointwise() {
+                            xb
+                        } else {
+                            col.resize(k * ohw, 0.0);
+                            im2col(g, xb, &mut col);
+                            &col
+                        };
+                        // dW[co, K] += dY_b[co, ohw] · col_bᵀ[ohw, K]
+                        let rhs = Mat {
+                            data: colb,
+                            rs: 1,
+                            cs: ohw,
+                        };
+                        matmul(g.co, k, ohw, &mut dw, s > 0, dyb, rhs, par);
+                    }
+                    if need_x {
+                        // dcol[K, ohw] = Wᵀ[K, co] · dY_b[co, ohw]; dx_b = col2im(dcol)
+                        let lhs = Mat {
+                            data: w,
+                            rs: 1,
+                            cs: k,
+                        };
+                        let dxb = &mut dx[s * g.ci * hw..(s + 1) * g.ci * hw];
+                        if g.pointwise() {
+                            matmul(k, ohw, g.co, dxb, false, lhs, dyb, par);
+                        } else {
+                            dcol.resize(k * ohw, 0.0);
+                            matmul(k, ohw, g.co, &mut dcol, false, lhs, dyb, par);
+                            col2im(g, &dcol, dxb);
+                        }
+                    }
+                }
+                (dw, dx)
+            })
+            .collect();
+        if need_weight {
+            let mut dw = vec![0.0f32; g.co * k];
+            for (part, _) in &parts {
+                for (d, p) in dw.iter_mut().zip(part) {
+                    *d += *p;
+                }
+            }
+            grads.weight = Some(dw);
+        }
+        if need_x {
+            let mut dx = Vec::with_capacity(g.n * g.ci * hw);
+            for (_, part) in &parts {
+                dx.extend_from_slice(part);
+            }
+            grads.x = Some(dx);
+        }
+    }
+    if need_bias {
+        let mut db = vec![0.0f32; g.co];
+        for dyb in dy.chunks(g.co * ohw) {
+            for (d, row) in db.iter_mut().zip(dyb.chunks(ohw)) {
+                *d += row.iter().sum::<f32>();
+            }
+        }
+        grads.bias = Some(db);
+    }
+    grads
+}

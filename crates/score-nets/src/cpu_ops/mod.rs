@@ -1,0 +1,153 @@
+//! Fast CPU kernels for the U-Net, chosen at run time inside score-nets.
+//!
+//! burn 0.21's CPU convolutions are slow on the U-Net's shapes, and its default convolution
+//! backward computes the weight gradient as another convolution with the batch as channels.
+//! This module computes a 2-D convolution as im2col + GEMM (the `gemm` crate that burn-flex
+//! uses) with the two GEMM backwards, on host `f32` slices ([`conv`]), and registers it as an
+//! op with its own backward on `Autodiff<P>` (burn's backend-extension pattern).
+//!
+//! [`conv2d`] takes burn's [`Conv2d`] module — the parameters, and so the record format, stay
+//! burn's — and picks the fast path when the backend is one of the CPU backends compiled in
+//! (`Flex`, `NdArray<f32>`, and `Autodiff` of each, with the crate features `flex` /
+//! `ndarray`), the tensors are `f32`, the padding explicit or valid, and dilation and groups
+//! are one. Every other case (wgpu, CUDA, nested autodiff, f64, …) runs burn's `Conv2d::forward`
+//! unchanged, so no bound leaks into users' code.
+//!
+//! The kernels are deterministic for a given thread count: work is split over fixed chunks of
+//! the batch and reductions sum their partials in a fixed order.
+
+pub mod conv;
+
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+mod autodiff;
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+mod host;
+
+use std::cell::Cell;
+
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{DType, Tensor, backend::Backend};
+
+use conv::ConvGeom;
+
+thread_local! {
+    static REFERENCE_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the fast CPU path switched off on this thread, so that every op in it is
+/// burn's own: the reference the fast path is tested against. Nested calls are fine.
+pub fn with_reference_ops<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REFERENCE_ONLY.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(REFERENCE_ONLY.with(|r| r.replace(true)));
+    f()
+}
+
+/// Whether the fast path may be used on this thread (it is, outside [`with_reference_ops`]).
+pub fn fast_ops_enabled() -> bool {
+    !REFERENCE_ONLY.with(Cell::get)
+}
+
+/// The geometry of `conv` applied to `x`, where the host kernels can compute it.
+fn geometry<B: Backend>(conv: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<ConvGeom> {
+    if conv.dilation != [1, 1] || conv.groups != 1 || x.dtype() != DType::F32 {
+        return None;
+    }
+    let w = conv.weight.val();
+    if w.dtype() != DType::F32 {
+        return None;
+    }
+    let [n, ci, h, wd] = x.dims();
+    let [co, wci, kh, kw] = w.dims();
+    let (pt, pl, pb, pr) = match conv.padding {
+        PaddingConfig2d::Valid => (0, 0, 0, 0),
+        PaddingConfig2d::Explicit(t, l, b, r) => (t, l, b, r),
+        PaddingConfig2d::Same => return None,
+    };
+    let g = ConvGeom {
+        n,
+        ci,
+        h,
+        w: wd,
+        co,
+        kh,
+        kw,
+        sh: conv.stride[0],
+        sw: conv.stride[1],
+        pt,
+        pl,
+        pb,
+        pr,
+    };
+    (wci == ci && g.is_valid()).then_some(g)
+}
+
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn same<B: 'static, P: 'static>() -> bool {
+    std::any::TypeId::of::<B>() == std::any::TypeId::of::<P>()
+}
+
+/// `T` as `U`, where the caller has checked with [`same`] that they are one type.
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn cast<T: 'static, U: 'static>(t: T) -> U {
+    let any: Box<dyn std::any::Any> = Box::new(t);
+    *any.downcast::<U>().expect("cast between identical types")
+}
+
+/// Runs the host convolution if `B` is the CPU backend `P` or `Autodiff<P>`; otherwise gives
+/// the input back.
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn try_backend<B: Backend, P: Backend>(
+    g: ConvGeom,
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+) -> Result<Tensor<B, 4>, Tensor<B, 4>> {
+    use burn::backend::Autodiff;
+    let w = || conv.weight.val();
+    let b = || conv.bias.as_ref().map(|b| b.val());
+    if same::<B, P>() {
+        Ok(cast(host::conv2d::<P>(
+            g,
+            cast(x),
+            cast(w()),
+            b().map(cast),
+        )))
+    } else if same::<B, Autodiff<P>>() {
+        let dev = x.device();
+        let b = b().unwrap_or_else(|| Tensor::zeros([g.co], &dev));
+        Ok(cast(autodiff::conv2d::<P>(g, cast(x), cast(w()), cast(b))))
+    } else {
+        Err(x)
+    }
+}
+
+/// `conv.forward(x)`, on the host kernels of [`conv`] where the backend and the convolution
+/// allow it (see the [module documentation](self)), otherwise burn's own op.
+///
+/// # Shapes
+/// - `x`: `[n, in_channels, h, w]`; output `[n, out_channels, h', w']` as burn's `Conv2d`.
+pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    if !fast_ops_enabled() {
+        return conv.forward(x);
+    }
+    let Some(g) = geometry(conv, &x) else {
+        return conv.forward(x);
+    };
+    #[cfg(feature = "flex")]
+    let x = match try_backend::<B, burn::backend::Flex>(g, conv, x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    #[cfg(feature = "ndarray")]
+    let x = match try_backend::<B, burn::backend::NdArray<f32>>(g, conv, x) {
+        Ok(y) => return y,
+        Err(x) => x,
+    };
+    let _ = g;
+    conv.forward(x)
+}

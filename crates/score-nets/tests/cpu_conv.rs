@@ -1,0 +1,255 @@
+//! The fast CPU convolution (`cpu_ops`) against burn's own `Conv2d` (values and the gradients of
+//! input, weight and bias), against central differences, and inside the MNIST U-Net.
+
+use burn::backend::{Autodiff, Flex, NdArray};
+use burn::module::{AutodiffModule, Module};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
+use score_nets::cpu_ops::conv::{ConvGeom, conv2d_backward, conv2d_forward};
+use score_nets::cpu_ops::{conv2d, with_reference_ops};
+use score_nets::{UNet, UNetConfig, seeded_init};
+
+/// `(ci, co, kernel, stride, padding (top, left, bottom, right), h, w, batch)`.
+type Case = (
+    usize,
+    usize,
+    usize,
+    usize,
+    (usize, usize, usize, usize),
+    usize,
+    usize,
+    usize,
+);
+
+const CASES: &[Case] = &[
+    (3, 5, 3, 1, (1, 1, 1, 1), 7, 7, 2),
+    (3, 4, 3, 2, (1, 1, 1, 1), 7, 7, 1),
+    (4, 6, 1, 1, (0, 0, 0, 0), 5, 6, 3),
+    (2, 3, 3, 2, (0, 0, 0, 0), 9, 8, 2),
+    (3, 2, 3, 1, (0, 0, 0, 0), 7, 7, 1),
+    (2, 3, 1, 2, (0, 0, 0, 0), 7, 7, 2),
+    (2, 3, 3, 1, (1, 0, 0, 2), 6, 5, 5),
+    (1, 8, 3, 1, (1, 1, 1, 1), 28, 28, 1),
+];
+
+fn make_conv<B: Backend>(case: &Case, bias: bool, dev: &B::Device) -> Conv2d<B> {
+    let &(ci, co, k, s, (t, l, b, r), ..) = case;
+    let conv = Conv2dConfig::new([ci, co], [k, k])
+        .with_stride([s, s])
+        .with_padding(PaddingConfig2d::Explicit(t, l, b, r))
+        .with_bias(bias)
+        .init(dev);
+    seeded_init(conv, 7)
+}
+
+fn max_abs_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> (f32, f32) {
+    let a = a.into_data().to_vec::<f32>().unwrap();
+    let b = b.into_data().to_vec::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max);
+    (diff, scale)
+}
+
+fn assert_close<B: Backend, const D: usize>(what: &str, a: Tensor<B, D>, b: Tensor<B, D>) {
+    let (diff, scale) = max_abs_diff(a, b);
+    assert!(
+        diff <= 1e-5 * (1.0 + scale),
+        "{what}: max |fast − reference| = {diff} (scale {scale})"
+    );
+}
+
+/// Values and gradients of the fast op against burn's op, on `Autodiff<B>` and on `B`.
+fn check_against_reference<B: Backend>(dev: &B::Device) {
+    type A<B> = Autodiff<B>;
+    for (i, case) in CASES.iter().enumerate() {
+        for bias in [true, false] {
+            let what = format!("case {i} {case:?} bias {bias}");
+            let &(ci, co, _, _, _, h, w, n) = case;
+            let conv: Conv2d<A<B>> = make_conv(case, bias, dev);
+            let x = Tensor::<A<B>, 4>::random([n, ci, h, w], Distribution::Normal(0.0, 1.0), dev)
+                .require_grad();
+            let fast = conv2d(&conv, x.clone());
+            let reference = with_reference_ops(|| conv2d(&conv, x.clone()));
+            assert_eq!(fast.dims(), reference.dims(), "{what}");
+            assert_eq!(fast.dims()[1], co);
+            let r = Tensor::<A<B>, 4>::random(fast.dims(), Distribution::Normal(0.0, 1.0), dev);
+            assert_close(&what, fast.clone().inner(), reference.clone().inner());
+            let gf = (fast * r.clone()).sum().backward();
+            let gr = (reference * r).sum().backward();
+            assert_close(
+                &format!("{what} dx"),
+                x.grad(&gf).unwrap(),
+                x.grad(&gr).unwrap(),
+            );
+            let wt = conv.weight.val();
+            assert_close(
+                &format!("{what} dw"),
+                wt.grad(&gf).unwrap(),
+                wt.grad(&gr).unwrap(),
+            );
+            if let Some(b) = &conv.bias {
+                let b = b.val();
+                assert_close(
+                    &format!("{what} db"),
+                    b.grad(&gf).unwrap(),
+                    b.grad(&gr).unwrap(),
+                );
+            }
+            // The plain backend's forward.
+            let conv: Conv2d<B> = conv.valid();
+            let x = x.inner();
+            let fast = conv2d(&conv, x.clone());
+            let reference = with_reference_ops(|| conv2d(&conv, x));
+            assert_close(&format!("{what} (no autodiff)"), fast, reference);
+        }
+    }
+}
+
+#[test]
+fn fast_conv_matches_burn_on_flex() {
+    check_against_reference::<Flex>(&Default::default());
+}
+
+#[test]
+fn fast_conv_matches_burn_on_ndarray() {
+    check_against_reference::<NdArray<f32>>(&Default::default());
+}
+
+/// A fixed pseudo-random vector (no RNG dependency needed).
+fn values(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The host kernels' gradients against central differences of `L = Σ r ⊙ conv(x, w, b)`.
+/// `L` is linear in each argument, so the differences are exact up to rounding.
+#[test]
+fn host_conv_gradients_match_central_differences() {
+    for (case, seed) in [(CASES[1], 1), (CASES[6], 2), (CASES[2], 3)] {
+        let (ci, co, k, s, (pt, pl, pb, pr), h, w, n) = case;
+        let g = ConvGeom {
+            n,
+            ci,
+            h,
+            w,
+            co,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            pt,
+            pl,
+            pb,
+            pr,
+        };
+        let x = values(n * ci * h * w, seed);
+        let wt = values(co * ci * k * k, seed + 10);
+        let b = values(co, seed + 20);
+        let r = values(n * co * g.oh() * g.ow(), seed + 30);
+        let loss = |x: &[f32], wt: &[f32], b: &[f32]| -> f64 {
+            let y = conv2d_forward(&g, x, wt, Some(b));
+            y.iter()
+                .zip(&r)
+                .map(|(y, r)| f64::from(*y) * f64::from(*r))
+                .sum()
+        };
+        let grads = conv2d_backward(&g, &x, &wt, &r, true, true, true);
+        let eps = 1e-2f32;
+        let check = |name: &str, base: &[f32], analytic: &[f32], which: usize| {
+            for i in 0..base.len() {
+                let (mut plus, mut minus) = (base.to_vec(), base.to_vec());
+                plus[i] += eps;
+                minus[i] -= eps;
+                let eval = |v: &[f32]| match which {
+                    0 => loss(v, &wt, &b),
+                    1 => loss(&x, v, &b),
+                    _ => loss(&x, &wt, v),
+                };
+                let numeric = (eval(&plus) - eval(&minus)) / (2.0 * f64::from(eps));
+                let a = f64::from(analytic[i]);
+                assert!(
+                    (numeric - a).abs() <= 1e-3 * (1.0 + a.abs()),
+                    "{name}[{i}] of {case:?}: analytic {a}, central difference {numeric}"
+                );
+            }
+        };
+        check("dx", &x, grads.x.as_ref().unwrap(), 0);
+        check("dw", &wt, grads.weight.as_ref().unwrap(), 1);
+        check("db", &b, grads.bias.as_ref().unwrap(), 2);
+    }
+}
+
+fn unet_case<B: Backend>(dev: &B::Device) -> (UNet<B>, Tensor<B, 4>, Tensor<B, 1>) {
+    let unet = UNetConfig::mnist().init(dev).unwrap();
+    let x = Tensor::from_data(TensorData::new(values(2 * 28 * 28, 5), [2, 1, 28, 28]), dev);
+    let t = Tensor::from_data(TensorData::from([0.3f32, 0.8]), dev);
+    (unet, x, t)
+}
+
+/// The MNIST U-Net with the fast path equals the U-Net on burn's ops: output and parameter
+/// gradients (first convolution, a bottleneck convolution, the output convolution's bias).
+#[test]
+fn mnist_unet_fast_path_matches_reference() {
+    type A = Autodiff<Flex>;
+    let dev = Default::default();
+    let (unet, x, t) = unet_case::<A>(&dev);
+    let fast = unet.forward(x.clone(), t.clone());
+    let reference = with_reference_ops(|| unet.forward(x.clone(), t.clone()));
+    assert_close(
+        "U-Net output",
+        fast.clone().inner(),
+        reference.clone().inner(),
+    );
+    let gf = fast.square().mean().backward();
+    let gr = with_reference_ops(|| reference.square().mean().backward());
+    let params = [
+        unet.conv_in.weight.val(),
+        unet.mid_block1.conv2.weight.val(),
+        unet.up_blocks[2][0].conv1.weight.val(),
+    ];
+    for (i, p) in params.iter().enumerate() {
+        let (diff, scale) = max_abs_diff(p.grad(&gf).unwrap(), p.grad(&gr).unwrap());
+        assert!(
+            diff <= 1e-4 * scale + 1e-7,
+            "parameter {i}: |Δgrad| {diff}, scale {scale}"
+        );
+    }
+    let b = unet.conv_out.bias.as_ref().unwrap().val();
+    let (diff, scale) = max_abs_diff(b.grad(&gf).unwrap(), b.grad(&gr).unwrap());
+    assert!(
+        diff <= 1e-4 * scale + 1e-7,
+        "output bias: |Δgrad| {diff}, scale {scale}"
+    );
+    assert_eq!(unet.num_params(), 719_841);
+}
+
+/// Bit-identical outputs and gradients run to run.
+#[test]
+fn fast_path_is_deterministic() {
+    type A = Autodiff<Flex>;
+    let dev = Default::default();
+    let (unet, x, t) = unet_case::<A>(&dev);
+    let run = || {
+        let y = unet.forward(x.clone(), t.clone());
+        let g = y.clone().square().mean().backward();
+        let w = unet.down_blocks[0][0].conv1.weight.val();
+        (y.into_data(), w.grad(&g).unwrap().into_data())
+    };
+    let (y1, g1) = run();
+    let (y2, g2) = run();
+    assert_eq!(y1, y2);
+    assert_eq!(g1, g2);
+}
