@@ -88,10 +88,22 @@ impl NoiseSource {
     }
 
     /// An independent source derived from this one (e.g. one per worker or per purpose).
-    /// Keeps the sample offset, so per-sample noise stays batch-independent.
+    /// The derived seed depends on `(seed, purpose)` only, and the sample offset is kept, so
+    /// per-sample noise stays batch-independent: `s.with_sample_offset(k).derive(p)` equals
+    /// `s.derive(p).with_sample_offset(k)`.
+    ///
+    /// ```
+    /// use score_core::noise::{NoiseKey, NoiseSource};
+    /// let (s, key) = (NoiseSource::new(7), NoiseKey::new(0, 0));
+    /// let whole = s.derive(3).normal_f64(4, 2, key);
+    /// let tail = s.with_sample_offset(2).derive(3).normal_f64(2, 2, key);
+    /// assert_eq!(&whole[4..], &tail[..]);
+    /// ```
     pub fn derive(&self, purpose: u64) -> Self {
-        // The first word of a ChaCha stream of its own, keyed by (seed, purpose).
-        let mut rng = self.rng(NoiseKey::new(purpose, 0), Kind::Derive, 0);
+        // The first word of a ChaCha stream of its own, keyed by (seed, purpose) and read at
+        // sample 0 whatever the offset: seeding from the offset's stream made the derived source,
+        // and so sample i's noise, differ from batch to batch.
+        let mut rng = Self::new(self.seed).rng(NoiseKey::new(purpose, 0), Kind::Derive, 0);
         Self {
             seed: rng.random(),
             sample_offset: self.sample_offset,
@@ -248,6 +260,36 @@ mod tests {
         assert_eq!(&big[..18], &small[..]);
         let tail = to_f64(s.with_sample_offset(5).normal::<B, 3>([3, 2, 3], k, &dev));
         assert_eq!(&big[30..], &tail[..]);
+    }
+
+    #[test]
+    fn derived_noise_does_not_depend_on_the_batch() {
+        // Samples 0..10 of a derived source drawn as one batch and as the chunks 0..3, 3..7,
+        // 7..10, each derived from the chunk's offset view of the parent.
+        let s = NoiseSource::new(11);
+        let k = NoiseKey::new(2, 1);
+        let whole = s.derive(5).normal_f64(10, 3, k);
+        let whole_u = s.derive(5).uniform_f64(10, 1, k);
+        for (start, len) in [(0, 3), (3, 4), (7, 3)] {
+            let d = s.with_sample_offset(start as u64).derive(5);
+            assert_eq!(d, s.derive(5).with_sample_offset(start as u64));
+            assert_eq!(d.sample_offset(), start as u64);
+            let part = d.normal_f64(len, 3, k);
+            assert_eq!(
+                &whole[3 * start..3 * (start + len)],
+                &part[..],
+                "chunk at {start}"
+            );
+            let part_u = d.uniform_f64(len, 1, k);
+            assert_eq!(
+                &whole_u[start..start + len],
+                &part_u[..],
+                "chunk at {start}"
+            );
+        }
+        // Still independent of the parent and across purposes.
+        assert_ne!(s.derive(5).seed(), s.seed());
+        assert_ne!(s.derive(5).seed(), s.derive(6).seed());
     }
 
     #[test]
