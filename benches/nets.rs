@@ -2,6 +2,10 @@
 //! 2-D input, hidden 256×3, embedding 128; batch 256) and of the MNIST U-Net
 //! (`UNetConfig::mnist()`, 1×28×28; batch 64), on NdArray and — with `--features flex` — Flex.
 //!
+//! The U-Net runs its convolutions on score-nets' fast CPU kernels (`cpu_ops`) where the backend
+//! has them; the `*_burn_ops` entries time the same network on burn's own ops
+//! (`with_reference_ops`), interleaved with the fast ones, for the speed-up.
+//!
 //! `cargo bench --bench nets [--features flex]`. Set `SCORE_BENCH_FULL=1` for criterion's full
 //! sampling; the default is a short CI-sized run: 10 samples, the U-Net measured with flat
 //! sampling (10 iterations: one forward + backward takes seconds on a CPU backend), and the
@@ -13,6 +17,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use score_sde::score_core::{NoiseKey, NoiseSource};
+use score_sde::score_nets::cpu_ops::with_reference_ops;
 use score_sde::score_nets::{TimeMlp, TimeMlpConfig, UNet, UNetConfig};
 
 fn full() -> bool {
@@ -64,12 +69,18 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, unet_backward: bool)
     group.bench_function("unet_mnist_forward_b64", |b| {
         b.iter(|| unet.forward(x.clone(), t.clone()).into_data())
     });
+    group.bench_function("unet_mnist_forward_b64_burn_ops", |b| {
+        b.iter(|| with_reference_ops(|| unet.forward(x.clone(), t.clone()).into_data()))
+    });
     if unet_backward {
         let unet: UNet<Autodiff<B>> = UNetConfig::mnist().init(&dev).expect("valid config");
         let (x, t) = inputs::<Autodiff<B>, 4>([64, 1, 28, 28], &dev);
         let w = unet.conv_in.weight.val();
         group.bench_function("unet_mnist_forward_backward_b64", |b| {
             b.iter(|| backward(unet.forward(x.clone(), t.clone()), &w))
+        });
+        group.bench_function("unet_mnist_forward_backward_b64_burn_ops", |b| {
+            b.iter(|| with_reference_ops(|| backward(unet.forward(x.clone(), t.clone()), &w)))
         });
     }
     group.finish();
