@@ -65,9 +65,13 @@ impl<B: Backend> TimeNet<B, 2> for Oracle<B> {
             Output::Edm(sd) => {
                 let sigma2 = (s.clone() / m.clone()).square();
                 let c_in = (m.clone() * sigma2.clone().add_scalar(sd * sd).sqrt()).recip();
-                let c_skip = sigma2.clone().add_scalar(sd * sd).recip().mul_scalar(sd * sd);
-                let c_out = sigma2.clone().sqrt().mul_scalar(sd)
-                    / sigma2.add_scalar(sd * sd).sqrt();
+                let c_skip = sigma2
+                    .clone()
+                    .add_scalar(sd * sd)
+                    .recip()
+                    .mul_scalar(sd * sd);
+                let c_out =
+                    sigma2.clone().sqrt().mul_scalar(sd) / sigma2.add_scalar(sd * sd).sqrt();
                 (x / c_in, Some((c_skip, c_out)))
             }
             _ => (x, None),
@@ -140,10 +144,7 @@ fn three_parameterizations_give_the_same_exact_score() {
             ),
             (
                 "edm",
-                model(
-                    Output::Edm(0.7),
-                    Parameterization::Edm { sigma_data: 0.7 },
-                ),
+                model(Output::Edm(0.7), Parameterization::Edm { sigma_data: 0.7 }),
             ),
         ];
         for (name, m) in models {

@@ -450,11 +450,13 @@ fn loss_weightings_match_hand_computed_values() {
     assert_values("DDPM score", got, want);
 
     // The continuous loss on VE, t = eps + u(T − eps), model s ≡ 0.5: λ/σ² · Σ_j (σ·0.5 + ε_j)²,
-    // divided by d under Reduction::Mean; λ = σ² gives factor 1, λ = g² gives g²/σ².
+    // divided by d under Reduction::Mean; λ = σ² gives factor 1, λ = g² gives g²/σ², EDM's
+    // λ = (σ² + σ_d²)/(σσ_d)² gives (σ² + σ_d²)/σ_d² (VE: the scaled level is σ itself).
     for (weighting, reduction) in [
         (Weighting::SigmaSquared, Reduction::Mean),
         (Weighting::SigmaSquared, Reduction::Sum),
         (Weighting::Likelihood, Reduction::Mean),
+        (Weighting::Edm { sigma_data: 0.5 }, Reduction::Mean),
     ] {
         let loss = SdeLoss::new(sde)
             .unwrap()
@@ -467,6 +469,9 @@ fn loss_weightings_match_hand_computed_values() {
                 let factor = match weighting {
                     Weighting::SigmaSquared => 1.0,
                     Weighting::Likelihood => (sde.diffusion(t) / sigma).powi(2),
+                    Weighting::Edm { sigma_data } => {
+                        (sigma * sigma + sigma_data * sigma_data) / (sigma_data * sigma_data)
+                    }
                 };
                 let sum = eps_row(i)
                     .iter()

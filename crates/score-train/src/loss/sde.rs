@@ -244,10 +244,11 @@ impl<S: Sde> SdeObjective<S> {
             m.std / m.mean_coef
         };
         let (mut lo, mut hi) = (self.eps, self.sde.t_max());
-        if !(sigma > level(lo)) {
+        // NaN falls to the low end, like levels below the range.
+        if sigma.is_nan() || sigma <= level(lo) {
             return lo;
         }
-        if !(sigma < level(hi)) {
+        if sigma >= level(hi) {
             return hi;
         }
         for _ in 0..60 {
