@@ -465,8 +465,19 @@ fn trajectory<B: Backend>(
 ) -> Result<Vec<f64>> {
     let times = grid.times();
     let noise = NoiseSource::new(seed).derive(999);
-    let mut x = Start::<B, 4>::prior([rows, 1, 28, 28], device);
-    let mut frames: Vec<Vec<f32>> = Vec::new();
+    // The prior draw is made here, so that the first column shows the state the path starts from.
+    let prior = noise
+        .normal::<B, 4>([rows, 1, 28, 28], NoiseKey::new(0, u32::MAX), device)
+        .mul_scalar(sde_prior_std(model));
+    let mut frames: Vec<Vec<f32>> = vec![
+        prior
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default(),
+    ];
+    let mut x = Start::State(prior);
     // `cols` points of the grid, evenly spaced in steps (fewer when the grid is shorter).
     let mut cut: Vec<usize> = (0..cols)
         .map(|c| c * (times.len() - 1) / (cols - 1).max(1))
@@ -475,19 +486,6 @@ fn trajectory<B: Backend>(
     for w in cut.windows(2) {
         let sub = TimeGrid::new(times[w[0]..=w[1]].to_vec())?;
         let s = sampler.generate(model, &sub, x, &noise.derive(w[0] as u64))?;
-        if frames.is_empty() {
-            // The prior draw the first segment started from is not returned: redraw it.
-            let prior = noise
-                .normal::<B, 4>([rows, 1, 28, 28], NoiseKey::new(0, u32::MAX), device)
-                .mul_scalar(sde_prior_std(model));
-            frames.push(
-                prior
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec()
-                    .unwrap_or_default(),
-            );
-        }
         frames.push(
             s.x.clone()
                 .into_data()
