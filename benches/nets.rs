@@ -6,6 +6,11 @@
 //! has them; the `*_burn_ops` entries time the same network on burn's own ops
 //! (`with_reference_ops`), interleaved with the fast ones, for the speed-up.
 //!
+//! With Flex, the `train_step` entries time issue 8's targets as the PyTorch twin
+//! `benches/reference/torch_unet.py` does (forward, loss, backward, Adam), for the MNIST U-Net
+//! at batch 64 and the CIFAR-10 U-Net at batch 32 (also its forward);
+//! `benches/reference/compare_unet.py` runs both sides interleaved and prints the ratios.
+//!
 //! `cargo bench --bench nets [--features flex]`. Set `SCORE_BENCH_FULL=1` for criterion's full
 //! sampling; the default is a short CI-sized run: 10 samples, the U-Net measured with flat
 //! sampling (10 iterations: one forward + backward takes seconds on a CPU backend), and the
@@ -14,6 +19,7 @@
 //! finished before the clock stops.
 
 use burn::backend::{Autodiff, NdArray};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use score_sde::score_core::{NoiseKey, NoiseSource};
@@ -86,10 +92,64 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, unet_backward: bool)
     group.finish();
 }
 
+/// One training step as the PyTorch twin (`benches/reference/torch_unet.py`) times it: forward,
+/// mean-square loss against the input, backward, Adam update (lr 2e-4); reading the output
+/// bias back forces the whole step.
+fn train_step<B: Backend>(
+    net: UNet<Autodiff<B>>,
+    opt: &mut impl Optimizer<UNet<Autodiff<B>>, Autodiff<B>>,
+    x: &Tensor<Autodiff<B>, 4>,
+    t: &Tensor<Autodiff<B>, 1>,
+) -> UNet<Autodiff<B>> {
+    let loss = (net.forward(x.clone(), t.clone()) - x.clone())
+        .square()
+        .mean();
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    let net = opt.step(2e-4, net, grads);
+    let bias = net.conv_out.bias.as_ref().expect("conv_out has a bias");
+    std::hint::black_box(bias.val().into_data());
+    net
+}
+
+/// Issue 8's targets beside the twin: the MNIST U-Net's train step at batch 64, and the
+/// CIFAR-10 U-Net's forward and train step at batch 32.
+fn bench_training<B: Backend>(c: &mut Criterion, name: &str) {
+    let dev = B::Device::default();
+    let mut group = c.benchmark_group(name);
+    if !full() {
+        group.sampling_mode(SamplingMode::Flat);
+    }
+    for (config, cfg, shape) in [
+        ("mnist", UNetConfig::mnist(), [64, 1, 28, 28]),
+        ("cifar10", UNetConfig::cifar10(), [32, 3, 32, 32]),
+    ] {
+        let batch = shape[0];
+        if config == "cifar10" {
+            let unet: UNet<B> = cfg.init(&dev).expect("valid config");
+            let (x, t) = inputs::<B, 4>(shape, &dev);
+            group.bench_function(format!("unet_{config}_forward_b{batch}"), |b| {
+                b.iter(|| unet.forward(x.clone(), t.clone()).into_data())
+            });
+        }
+        let mut net = Some(cfg.init::<Autodiff<B>>(&dev).expect("valid config"));
+        let mut opt = AdamConfig::new().init::<Autodiff<B>, UNet<Autodiff<B>>>();
+        let (x, t) = inputs::<Autodiff<B>, 4>(shape, &dev);
+        group.bench_function(format!("unet_{config}_train_step_b{batch}"), |b| {
+            b.iter(|| {
+                let n = net.take().expect("the network is put back after each step");
+                net = Some(train_step(n, &mut opt, &x, &t));
+            })
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     bench_backend::<NdArray<f32>>(c, "ndarray", full());
     #[cfg(feature = "flex")]
     bench_backend::<burn::backend::Flex>(c, "flex", true);
+    #[cfg(feature = "flex")]
+    bench_training::<burn::backend::Flex>(c, "flex");
 }
 
 fn config() -> Criterion {

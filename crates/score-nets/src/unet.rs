@@ -6,7 +6,8 @@
 //!
 //! Odd sizes are handled by upsampling to the size of the skip it meets, so 28×28 (MNIST:
 //! 28 → 14 → 7) and 32×32 both work. The U-Net is meant for first-order losses (DSM, the SDE
-//! loss, DDPM's ε-loss); it uses burn's fused convolution, GroupNorm and linear ops.
+//! loss, DDPM's ε-loss). On the CPU backends its convolutions and GroupNorm + SiLU run on
+//! score-nets' own kernels ([`crate::cpu_ops`]); elsewhere on burn's ops.
 
 use burn::config::Config;
 use burn::module::Module;
@@ -16,7 +17,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, activation, backend::Backend};
 
-use crate::cpu_ops::conv2d;
+use crate::cpu_ops::{conv2d, group_norm};
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{NetsError, Result as NetsResult, ensure_nonzero};
 use crate::layers::{Activation, dense, seeded_init};
@@ -101,9 +102,10 @@ impl<B: Backend> ResBlock<B> {
     /// - `x`: `[n, in_channels, h, w]`, `emb`: `[n, embed_dim]` (already activated)
     /// - output: `[n, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>, emb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = conv2d(&self.conv1, activation::silu(self.norm1.forward(x.clone())));
-        let h = h + dense(&self.time, emb).unsqueeze_dims::<4>(&[2, 3]);
-        let h = conv2d(&self.conv2, activation::silu(self.norm2.forward(h)));
+        let h = conv2d(&self.conv1, group_norm(&self.norm1, x.clone(), None, true));
+        // The time embedding, added per channel, goes into the second norm's fused op.
+        let shift = dense(&self.time, emb);
+        let h = conv2d(&self.conv2, group_norm(&self.norm2, h, Some(shift), true));
         let x = match &self.skip {
             Some(s) => conv2d(s, x),
             None => x,
@@ -169,9 +171,7 @@ impl<B: Backend> AttentionBlock<B> {
     /// - `x`: `[n, c, h, w]`; output: `[n, c, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [n, c, h, w] = x.dims();
-        let z = self
-            .norm
-            .forward(x.clone())
+        let z = group_norm(&self.norm, x.clone(), None, false)
             .reshape([n, c, h * w])
             .swap_dims(1, 2);
         let q = self.query.forward(z.clone());
@@ -451,7 +451,7 @@ impl<B: Backend> UNet<B> {
                 }
             }
         }
-        conv2d(&self.conv_out, activation::silu(self.norm_out.forward(h)))
+        conv2d(&self.conv_out, group_norm(&self.norm_out, h, None, true))
     }
 }
 

@@ -11,6 +11,7 @@ use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
 use super::conv::{ConvGeom, conv2d_backward};
 use super::host::{from_host, to_host};
+use super::norm::{NormGeom, NormStats, group_norm_backward};
 
 /// Backward of the host convolution. Its state keeps the inner input and weight (`Arc`-shared
 /// on the CPU backends, so keeping them costs no copy).
@@ -88,6 +89,117 @@ pub(super) fn conv2d<P: Backend>(
             prep.finish((g, x.primitive, w.primitive), y)
         }
         OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, w.primitive, b.primitive)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Backward of the fused GroupNorm. Its state keeps the inner input, shift, γ and β and the
+/// forward's statistics.
+#[derive(Debug)]
+struct HostGroupNormBackward;
+
+type NormState<P> = (
+    NormGeom,
+    [<P as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive; 4],
+    NormStats,
+);
+
+impl<P: Backend> Backward<P, 4> for HostGroupNormBackward {
+    type State = NormState<P>;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_s, node_g, node_b] = ops.parents;
+        let dy = grads.consume::<P>(&ops.node);
+        let (g, [x, s, gamma, beta], stats) = ops.state;
+        let x = Tensor::<P, 4>::from_primitive(TensorPrimitive::Float(x));
+        let s = Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(s));
+        let gamma = Tensor::<P, 1>::from_primitive(TensorPrimitive::Float(gamma));
+        let beta = Tensor::<P, 1>::from_primitive(TensorPrimitive::Float(beta));
+        let dy = Tensor::<P, 4>::from_primitive(TensorPrimitive::Float(dy));
+        let dev = x.device();
+        let xs = x.dims();
+        let out = group_norm_backward(
+            &g,
+            &to_host(x),
+            &to_host(s),
+            &to_host(gamma),
+            &to_host(beta),
+            &stats,
+            &to_host(dy),
+            [
+                node_x.is_some(),
+                node_s.is_some(),
+                node_g.is_some(),
+                node_b.is_some(),
+            ],
+        );
+        if let (Some(node), Some(d)) = (node_x, out.x) {
+            grads.register::<P>(
+                node.id,
+                from_host::<P, 4>(d, xs, &dev).into_primitive().tensor(),
+            );
+        }
+        if let (Some(node), Some(d)) = (node_s, out.shift) {
+            let t = from_host::<P, 2>(d, [g.n, g.c], &dev);
+            grads.register::<P>(node.id, t.into_primitive().tensor());
+        }
+        if let (Some(node), Some(d)) = (node_g, out.gamma) {
+            let t = from_host::<P, 1>(d, [g.c], &dev);
+            grads.register::<P>(node.id, t.into_primitive().tensor());
+        }
+        if let (Some(node), Some(d)) = (node_b, out.beta) {
+            let t = from_host::<P, 1>(d, [g.c], &dev);
+            grads.register::<P>(node.id, t.into_primitive().tensor());
+        }
+    }
+}
+
+/// The fused GroupNorm on `Autodiff<P>`, computed on the host, with the host backward.
+pub(super) fn group_norm<P: Backend>(
+    g: NormGeom,
+    x: Tensor<Autodiff<P>, 4>,
+    shift: Tensor<Autodiff<P>, 2>,
+    gamma: Tensor<Autodiff<P>, 1>,
+    beta: Tensor<Autodiff<P>, 1>,
+) -> Tensor<Autodiff<P>, 4> {
+    let x = x.into_primitive().tensor();
+    let s = shift.into_primitive().tensor();
+    let gm = gamma.into_primitive().tensor();
+    let bt = beta.into_primitive().tensor();
+    let forward = |x, s, gm, bt| {
+        let (y, stats) = super::host::group_norm::<P>(
+            g,
+            Tensor::from_primitive(TensorPrimitive::Float(x)),
+            Tensor::from_primitive(TensorPrimitive::Float(s)),
+            Tensor::from_primitive(TensorPrimitive::Float(gm)),
+            Tensor::from_primitive(TensorPrimitive::Float(bt)),
+        );
+        (y.into_primitive().tensor(), stats)
+    };
+    let parents = [
+        x.node.clone(),
+        s.node.clone(),
+        gm.node.clone(),
+        bt.node.clone(),
+    ];
+    let out = match HostGroupNormBackward
+        .prepare::<NoCheckpointing>(parents)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (y, stats) = forward(
+                x.primitive.clone(),
+                s.primitive.clone(),
+                gm.primitive.clone(),
+                bt.primitive.clone(),
+            );
+            let saved = [x.primitive, s.primitive, gm.primitive, bt.primitive];
+            prep.finish((g, saved, stats), y)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(forward(x.primitive, s.primitive, gm.primitive, bt.primitive).0)
+        }
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }

@@ -4,6 +4,7 @@
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::conv::{ConvGeom, conv2d_forward};
+use super::norm::{NormGeom, NormStats, group_norm_forward};
 
 /// The tensor's values as a host vector (no copy on Flex when the tensor is contiguous and
 /// not shared).
@@ -32,4 +33,25 @@ pub(super) fn conv2d<P: Backend>(
     let dev = x.device();
     let y = conv2d_forward(&g, &to_host(x), &to_host(w), b.map(to_host).as_deref());
     from_host(y, [g.n, g.co, g.oh(), g.ow()], &dev)
+}
+
+/// The fused GroupNorm of [`super::norm`] on the host, for a CPU backend `P`, with the
+/// statistics it used.
+pub(super) fn group_norm<P: Backend>(
+    g: NormGeom,
+    x: Tensor<P, 4>,
+    shift: Tensor<P, 2>,
+    gamma: Tensor<P, 1>,
+    beta: Tensor<P, 1>,
+) -> (Tensor<P, 4>, NormStats) {
+    let dev = x.device();
+    let shape = x.dims();
+    let (y, stats) = group_norm_forward(
+        &g,
+        &to_host(x),
+        &to_host(shift),
+        &to_host(gamma),
+        &to_host(beta),
+    );
+    (from_host(y, shape, &dev), stats)
 }

@@ -13,10 +13,14 @@
 //! are one. Every other case (wgpu, CUDA, nested autodiff, f64, …) runs burn's `Conv2d::forward`
 //! unchanged, so no bound leaks into users' code.
 //!
+//! [`group_norm`] does the same for burn's [`GroupNorm`], fused with the per-channel shift before
+//! it and the SiLU after it that the U-Net's residual blocks use.
+//!
 //! The kernels are deterministic for a given thread count: work is split over fixed chunks of
 //! the batch and reductions sum their partials in a fixed order.
 
 pub mod conv;
+pub mod norm;
 
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 mod autodiff;
@@ -25,11 +29,12 @@ mod host;
 
 use std::cell::Cell;
 
-use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Tensor, backend::Backend};
+use burn::nn::{GroupNorm, PaddingConfig2d};
+use burn::tensor::{DType, Tensor, activation, backend::Backend};
 
 use conv::ConvGeom;
+use norm::NormGeom;
 
 thread_local! {
     static REFERENCE_ONLY: Cell<bool> = const { Cell::new(false) };
@@ -150,4 +155,107 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     };
     let _ = g;
     conv.forward(x)
+}
+
+/// The geometry of the fused norm of `norm` on `x`, where the host kernels can compute it.
+fn norm_geometry<B: Backend>(
+    norm: &GroupNorm<B>,
+    x: &Tensor<B, 4>,
+    shift: Option<&Tensor<B, 2>>,
+    silu: bool,
+) -> Option<NormGeom> {
+    let [n, c, h, w] = x.dims();
+    let (gamma, beta) = (norm.gamma.as_ref()?, norm.beta.as_ref()?);
+    let f32s = x.dtype() == DType::F32
+        && gamma.val().dtype() == DType::F32
+        && beta.val().dtype() == DType::F32
+        && shift.is_none_or(|s| s.dtype() == DType::F32 && s.dims() == [n, c]);
+    let g = NormGeom {
+        n,
+        c,
+        hw: h * w,
+        groups: norm.num_groups,
+        eps: norm.epsilon as f32,
+        silu,
+    };
+    (norm.affine && f32s && norm.num_channels == c && g.is_valid()).then_some(g)
+}
+
+/// Runs the host norm if `B` is the CPU backend `P` or `Autodiff<P>`; otherwise gives the
+/// inputs back.
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+#[allow(clippy::type_complexity)] // the inputs handed back unchanged
+fn try_norm<B: Backend, P: Backend>(
+    g: NormGeom,
+    norm: &GroupNorm<B>,
+    x: Tensor<B, 4>,
+    shift: Option<Tensor<B, 2>>,
+) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Option<Tensor<B, 2>>)> {
+    use burn::backend::Autodiff;
+    let is_plain = same::<B, P>();
+    if !is_plain && !same::<B, Autodiff<P>>() {
+        return Err((x, shift));
+    }
+    let params = |p: &Option<burn::module::Param<Tensor<B, 1>>>| {
+        p.as_ref().expect("checked by norm_geometry").val()
+    };
+    let (gamma, beta) = (params(&norm.gamma), params(&norm.beta));
+    let shift = shift.unwrap_or_else(|| Tensor::zeros([g.n, g.c], &x.device()));
+    if is_plain {
+        let (y, _) = host::group_norm::<P>(g, cast(x), cast(shift), cast(gamma), cast(beta));
+        Ok(cast(y))
+    } else {
+        Ok(cast(autodiff::group_norm::<P>(
+            g,
+            cast(x),
+            cast(shift),
+            cast(gamma),
+            cast(beta),
+        )))
+    }
+}
+
+/// `act(norm(x + shift))`, with `shift: [n, c]` broadcast over the image and `act` SiLU when
+/// `silu` is set (the identity otherwise): fused on the host kernels of [`norm`] where the
+/// backend and the norm allow it (an affine norm, `f32`; see the [module documentation](self)),
+/// otherwise composed from burn's ops.
+///
+/// # Shapes
+/// - `x`: `[n, c, h, w]`, `shift`: `[n, c]`; output `[n, c, h, w]`.
+pub fn group_norm<B: Backend>(
+    norm: &GroupNorm<B>,
+    x: Tensor<B, 4>,
+    shift: Option<Tensor<B, 2>>,
+    silu: bool,
+) -> Tensor<B, 4> {
+    let fast = if fast_ops_enabled() {
+        norm_geometry(norm, &x, shift.as_ref(), silu)
+    } else {
+        None
+    };
+    #[allow(unused_mut)] // without a CPU backend feature nothing reassigns them
+    let (mut x, mut shift) = (x, shift);
+    if let Some(g) = fast {
+        #[cfg(feature = "flex")]
+        {
+            (x, shift) = match try_norm::<B, burn::backend::Flex>(g, norm, x, shift) {
+                Ok(y) => return y,
+                Err(back) => back,
+            };
+        }
+        #[cfg(feature = "ndarray")]
+        {
+            (x, shift) = match try_norm::<B, burn::backend::NdArray<f32>>(g, norm, x, shift) {
+                Ok(y) => return y,
+                Err(back) => back,
+            };
+        }
+        let _ = g;
+    }
+    let x = match shift {
+        Some(s) => x + s.unsqueeze_dims::<4>(&[2, 3]),
+        None => x,
+    };
+    let y = norm.forward(x);
+    if silu { activation::silu(y) } else { y }
 }
