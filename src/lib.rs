@@ -29,6 +29,19 @@
 pub mod mnist;
 pub mod plot;
 
+// The Rust blocks of the Markdown documentation run as doc tests of this crate.
+#[doc = include_str!("../docs/guide.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;
+
+#[doc = include_str!("../docs/maths.md")]
+#[cfg(doctest)]
+pub struct MathsDoctests;
+
+#[doc = include_str!("../docs/architecture.md")]
+#[cfg(doctest)]
+pub struct ArchitectureDoctests;
+
 pub use score_core;
 pub use score_data;
 pub use score_eval;
