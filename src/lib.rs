@@ -42,6 +42,9 @@ pub struct MathsDoctests;
 #[cfg(doctest)]
 pub struct ArchitectureDoctests;
 
+/// burn itself, at the version these crates are built on (0.21), so a program can name
+/// `Tensor`, `Backend` or a device without adding burn with matching features.
+pub use burn;
 pub use score_core;
 pub use score_data;
 pub use score_eval;
@@ -91,4 +94,49 @@ pub mod backend {
         feature = "cuda"
     ))]
     pub type SelectedAutodiff = Autodiff<Selected>;
+}
+
+/// The names most programs need, in one import.
+///
+/// ```
+/// use score_sde::prelude::*;
+///
+/// let dev = Default::default();
+/// let sde = VeSde::new(0.01, 10.0).unwrap();
+/// // An exact target: the 8-Gaussian ring, diffused by the SDE.
+/// let target = GaussianMixture::ring(8, 4.0, 0.2).unwrap().diffused(sde);
+/// let sampler = PcSamplerConfig::new().init(sde).unwrap();
+/// let grid = TimeGrid::reverse(&sde, 1e-3, 20).unwrap();
+/// let start = Start::<Selected, 2>::Prior { shape: [16, 2], device: dev };
+/// let out = sampler.generate(&target, &grid, start, &NoiseSource::new(0)).unwrap();
+/// assert_eq!(out.x.dims(), [16, 2]);
+///
+/// // A network becomes a score under any one SDE.
+/// let net = TimeMlpConfig::new(2).init::<Selected>(&Default::default()).unwrap();
+/// let model = ScoreModel::new(net, sde, Parameterization::Noise);
+/// let s = model.score(Tensor::zeros([4, 2], &Default::default()), Tensor::full([4], 0.5, &Default::default()));
+/// assert_eq!(s.dims(), [4, 2]);
+/// ```
+pub mod prelude {
+    pub use burn::backend::Autodiff;
+    pub use burn::tensor::backend::{AutodiffBackend, Backend};
+    pub use burn::tensor::{Device, Tensor};
+
+    #[cfg(any(
+        feature = "ndarray",
+        feature = "flex",
+        feature = "wgpu",
+        feature = "cuda"
+    ))]
+    pub use crate::backend::{Selected, SelectedAutodiff};
+
+    pub use score_core::{
+        AnySde, GaussianMixture, NoiseKey, NoiseSource, ScoreFn, Sde, SubVpSde, VeSde, VpSde,
+    };
+    pub use score_nets::{Parameterization, ScoreModel, TimeMlp, TimeMlpConfig, UNet, UNetConfig};
+    pub use score_sample::{
+        Edm, EdmConfig, Likelihood, LikelihoodConfig, PcSampler, PcSamplerConfig, ProbabilityFlow,
+        ProbabilityFlowConfig, Sampler, Samples, Start, TimeGrid,
+    };
+    pub use score_train::{EmaConfig, SdeLoss, Trainer, TrainerConfig};
 }

@@ -467,6 +467,24 @@ pub enum AnySde {
     SubVp(SubVpSde),
 }
 
+impl From<VeSde> for AnySde {
+    fn from(sde: VeSde) -> Self {
+        AnySde::Ve(sde)
+    }
+}
+
+impl From<VpSde> for AnySde {
+    fn from(sde: VpSde) -> Self {
+        AnySde::Vp(sde)
+    }
+}
+
+impl From<SubVpSde> for AnySde {
+    fn from(sde: SubVpSde) -> Self {
+        AnySde::SubVp(sde)
+    }
+}
+
 macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {

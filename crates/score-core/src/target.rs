@@ -201,6 +201,36 @@ impl GaussianMixture {
         })
     }
 
+    /// A mixture of isotropic components given by their standard deviations (most users think
+    /// in standard deviations; [`new`](Self::new) takes per-coordinate variances).
+    ///
+    /// ```
+    /// use score_core::GaussianMixture;
+    /// let m = GaussianMixture::isotropic(vec![1.0, 3.0], vec![vec![-2.0], vec![2.0]], vec![0.5, 1.0])
+    ///     .unwrap();
+    /// assert_eq!(m.variances(), &[vec![0.25], vec![1.0]]);
+    /// assert_eq!(m.weights(), &[0.25, 0.75]);
+    /// assert!(GaussianMixture::isotropic(vec![1.0], vec![vec![0.0]], vec![-1.0]).is_err());
+    /// ```
+    pub fn isotropic(weights: Vec<f64>, means: Vec<Vec<f64>>, stds: Vec<f64>) -> Result<Self> {
+        if stds.len() != means.len() {
+            return Err(CoreError::DimensionMismatch {
+                what: "mixture standard deviations",
+                expected: means.len(),
+                got: stds.len(),
+            });
+        }
+        for (k, &s) in stds.iter().enumerate() {
+            check_variances(k, &[s])?;
+        }
+        let vars = means
+            .iter()
+            .zip(&stds)
+            .map(|(m, s)| vec![s * s; m.len()])
+            .collect();
+        Self::new(weights, means, vars)
+    }
+
     /// `k` equally weighted isotropic components of standard deviation `std` evenly spaced on a
     /// circle of the given radius (the classic 2-D "8 Gaussians" target with `k = 8`).
     pub fn ring(k: usize, radius: f64, std: f64) -> Result<Self> {

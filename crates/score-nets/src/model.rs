@@ -173,11 +173,12 @@ pub struct ScoreModel<B: Backend, M> {
 }
 
 impl<B: Backend, M: Module<B>> ScoreModel<B, M> {
-    /// Wraps `net`, whose output means `parameterization` under `sde`'s marginal.
-    pub fn new(net: M, sde: AnySde, parameterization: Parameterization) -> Self {
+    /// Wraps `net`, whose output means `parameterization` under `sde`'s marginal. `sde` is an
+    /// [`AnySde`] or any one SDE (`VeSde`, `VpSde`, `SubVpSde`).
+    pub fn new(net: M, sde: impl Into<AnySde>, parameterization: Parameterization) -> Self {
         Self {
             net,
-            sde,
+            sde: sde.into(),
             parameterization,
             scale_by_std: false,
             _backend: std::marker::PhantomData,
