@@ -58,7 +58,8 @@ def main():
     for r in range(args.rounds):
         for config in ("mnist", "cifar10"):
             for fig, v in run_twin(args.python, config, args.threads, script).items():
-                twin[(config, fig)].append(v)
+                if (config, fig) in twin:  # not the parameter count
+                    twin[(config, fig)].append(v)
         for bench, v in run_bench().items():
             if bench in ours:
                 ours[bench].append(v)
