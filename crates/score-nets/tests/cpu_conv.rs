@@ -11,6 +11,9 @@ use score_nets::cpu_ops::conv::{ConvGeom, conv2d_backward, conv2d_forward};
 use score_nets::cpu_ops::{conv2d, with_reference_ops};
 use score_nets::{UNet, UNetConfig, seeded_init};
 
+mod common;
+use common::{assert_close, max_abs_diff, values};
+
 /// `(ci, co, kernel, stride, padding (top, left, bottom, right), h, w, batch)`.
 type Case = (
     usize,
@@ -42,27 +45,6 @@ fn make_conv<B: Backend>(case: &Case, bias: bool, dev: &B::Device) -> Conv2d<B> 
         .with_bias(bias)
         .init(dev);
     seeded_init(conv, 7)
-}
-
-fn max_abs_diff<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> (f32, f32) {
-    let a = a.into_data().to_vec::<f32>().unwrap();
-    let b = b.into_data().to_vec::<f32>().unwrap();
-    assert_eq!(a.len(), b.len());
-    let diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max);
-    (diff, scale)
-}
-
-fn assert_close<B: Backend, const D: usize>(what: &str, a: Tensor<B, D>, b: Tensor<B, D>) {
-    let (diff, scale) = max_abs_diff(a, b);
-    assert!(
-        diff <= 1e-5 * (1.0 + scale),
-        "{what}: max |fast − reference| = {diff} (scale {scale})"
-    );
 }
 
 /// Values and gradients of the fast op against burn's op, on `Autodiff<B>` and on `B`.
@@ -120,19 +102,6 @@ fn fast_conv_matches_burn_on_flex() {
 #[test]
 fn fast_conv_matches_burn_on_ndarray() {
     check_against_reference::<NdArray<f32>>(&Default::default());
-}
-
-/// A fixed pseudo-random vector (no RNG dependency needed).
-fn values(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
 }
 
 /// The host kernels' gradients against central differences of `L = Σ r ⊙ conv(x, w, b)`.

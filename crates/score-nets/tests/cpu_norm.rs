@@ -9,6 +9,9 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use score_nets::cpu_ops::norm::{NormGeom, group_norm_backward, group_norm_forward};
 use score_nets::cpu_ops::{group_norm, with_reference_ops};
 
+mod common;
+use common::{assert_close, values};
+
 /// `(n, c, h, w, groups)`: odd sizes, one group, one channel per group, batch 1.
 const CASES: &[(usize, usize, usize, usize, usize)] = &[
     (2, 4, 3, 3, 2),
@@ -17,19 +20,6 @@ const CASES: &[(usize, usize, usize, usize, usize)] = &[
     (2, 3, 1, 1, 3),
     (2, 8, 4, 4, 4),
 ];
-
-/// A fixed pseudo-random vector in [−1, 1] (xorshift; no global RNG).
-fn values(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 fn geom(case: (usize, usize, usize, usize, usize), silu: bool) -> NormGeom {
     let (n, c, h, w, groups) = case;
@@ -193,23 +183,6 @@ fn norm<B: Backend>(c: usize, groups: usize, seed: u32, dev: &B::Device) -> Grou
         dev,
     )));
     norm
-}
-
-fn assert_close<B: Backend, const D: usize>(what: &str, a: Tensor<B, D>, b: Tensor<B, D>) {
-    let a = a.into_data().to_vec::<f32>().unwrap();
-    let b = b.into_data().to_vec::<f32>().unwrap();
-    assert_eq!(a.len(), b.len(), "{what}");
-    let scale = b.iter().map(|y| y.abs()).fold(0.0f32, f32::max);
-    let diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
-    // Both sides are f32 with differently ordered sums: a few ulps of the largest value.
-    assert!(
-        diff <= 1e-5 * (1.0 + scale),
-        "{what}: max |fast − reference| = {diff} (scale {scale})"
-    );
 }
 
 fn tensor<B: Backend, const D: usize>(

@@ -2,7 +2,7 @@
 //! pattern: `Backward::prepare`, then the tracked or untracked output).
 
 use burn::backend::autodiff::{
-    Autodiff,
+    Autodiff, NodeId,
     checkpoint::{base::Checkpointer, strategy::NoCheckpointing},
     grads::Gradients,
     ops::{Backward, Ops, OpsKind},
@@ -12,6 +12,20 @@ use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 use super::conv::{ConvGeom, conv2d_backward};
 use super::host::{from_host, to_host};
 use super::norm::{NormGeom, NormStats, group_norm_backward};
+
+/// Registers a host gradient for `node`, where the node is tracked and the gradient was computed.
+fn register<P: Backend, const D: usize>(
+    grads: &mut Gradients,
+    node: Option<NodeId>,
+    grad: Option<Vec<f32>>,
+    shape: [usize; D],
+    dev: &P::Device,
+) {
+    if let (Some(node), Some(grad)) = (node, grad) {
+        let t = from_host::<P, D>(grad, shape, dev);
+        grads.register::<P>(node, t.into_primitive().tensor());
+    }
+}
 
 /// Backward of the host convolution. Its state keeps the inner input and weight (`Arc`-shared
 /// on the CPU backends, so keeping them costs no copy).
@@ -39,26 +53,9 @@ impl<P: Backend> Backward<P, 3> for HostConv2dBackward {
             node_w.is_some(),
             node_b.is_some(),
         );
-        if let (Some(node), Some(dx)) = (node_x, out.x) {
-            grads.register::<P>(
-                node.id,
-                from_host::<P, 4>(dx, xs, &dev).into_primitive().tensor(),
-            );
-        }
-        if let (Some(node), Some(dw)) = (node_w, out.weight) {
-            grads.register::<P>(
-                node.id,
-                from_host::<P, 4>(dw, ws, &dev).into_primitive().tensor(),
-            );
-        }
-        if let (Some(node), Some(db)) = (node_b, out.bias) {
-            grads.register::<P>(
-                node.id,
-                from_host::<P, 1>(db, [g.co], &dev)
-                    .into_primitive()
-                    .tensor(),
-            );
-        }
+        register::<P, 4>(grads, node_x.map(|n| n.id), out.x, xs, &dev);
+        register::<P, 4>(grads, node_w.map(|n| n.id), out.weight, ws, &dev);
+        register::<P, 1>(grads, node_b.map(|n| n.id), out.bias, [g.co], &dev);
     }
 }
 
@@ -133,24 +130,10 @@ impl<P: Backend> Backward<P, 4> for HostGroupNormBackward {
                 node_b.is_some(),
             ],
         );
-        if let (Some(node), Some(d)) = (node_x, out.x) {
-            grads.register::<P>(
-                node.id,
-                from_host::<P, 4>(d, xs, &dev).into_primitive().tensor(),
-            );
-        }
-        if let (Some(node), Some(d)) = (node_s, out.shift) {
-            let t = from_host::<P, 2>(d, [g.n, g.c], &dev);
-            grads.register::<P>(node.id, t.into_primitive().tensor());
-        }
-        if let (Some(node), Some(d)) = (node_g, out.gamma) {
-            let t = from_host::<P, 1>(d, [g.c], &dev);
-            grads.register::<P>(node.id, t.into_primitive().tensor());
-        }
-        if let (Some(node), Some(d)) = (node_b, out.beta) {
-            let t = from_host::<P, 1>(d, [g.c], &dev);
-            grads.register::<P>(node.id, t.into_primitive().tensor());
-        }
+        register::<P, 4>(grads, node_x.map(|n| n.id), out.x, xs, &dev);
+        register::<P, 2>(grads, node_s.map(|n| n.id), out.shift, [g.n, g.c], &dev);
+        register::<P, 1>(grads, node_g.map(|n| n.id), out.gamma, [g.c], &dev);
+        register::<P, 1>(grads, node_b.map(|n| n.id), out.beta, [g.c], &dev);
     }
 }
 
