@@ -135,8 +135,9 @@ pub mod prelude {
     };
     pub use score_nets::{Parameterization, ScoreModel, TimeMlp, TimeMlpConfig, UNet, UNetConfig};
     pub use score_sample::{
-        Edm, EdmConfig, Likelihood, LikelihoodConfig, PcSampler, PcSamplerConfig, ProbabilityFlow,
-        ProbabilityFlowConfig, Sampler, Samples, Start, TimeGrid,
+        AdaptiveConfig, Edm, EdmConfig, Likelihood, LikelihoodConfig, OdeSolver, PcSampler,
+        PcSamplerConfig, ProbabilityFlow, ProbabilityFlowConfig, Sampler, SamplerConfig, Samples,
+        Start, TimeGrid,
     };
     pub use score_train::{EmaConfig, SdeLoss, Trainer, TrainerConfig};
 }
