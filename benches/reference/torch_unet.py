@@ -29,7 +29,8 @@ GROUPS = 8
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal features of 1000·t, then Linear → SiLU → Linear."""
+    """Sinusoidal features [cos, sin] of 1000·t (score-nets' order; DDPM writes [sin, cos],
+    diffusers' `flip_sin_to_cos=True` gives this one), then Linear → SiLU → Linear."""
 
     def __init__(self, dim, out):
         super().__init__()
@@ -41,17 +42,17 @@ class TimeEmbedding(nn.Module):
         half = self.dim // 2
         freqs = torch.exp(-math.log(10000.0) * torch.arange(half) / half)
         angles = 1000.0 * t[:, None] * freqs[None]
-        features = torch.cat([angles.sin(), angles.cos()], dim=1)
+        features = torch.cat([angles.cos(), angles.sin()], dim=1)
         return self.mlp_out(F.silu(self.mlp_in(features)))
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin, cout, emb):
+    def __init__(self, cin, cout, emb, groups=GROUPS):
         super().__init__()
-        self.norm1 = nn.GroupNorm(GROUPS, cin)
+        self.norm1 = nn.GroupNorm(groups, cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.time = nn.Linear(emb, cout)
-        self.norm2 = nn.GroupNorm(GROUPS, cout)
+        self.norm2 = nn.GroupNorm(groups, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
@@ -62,9 +63,9 @@ class ResBlock(nn.Module):
 
 
 class Attention(nn.Module):
-    def __init__(self, c):
+    def __init__(self, c, groups=GROUPS):
         super().__init__()
-        self.norm = nn.GroupNorm(GROUPS, c)
+        self.norm = nn.GroupNorm(groups, c)
         self.query, self.key, self.value, self.proj = (nn.Linear(c, c) for _ in range(4))
 
     def forward(self, x):
@@ -76,7 +77,8 @@ class Attention(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, cin, base, mults, blocks, upsample_conv, attn_levels, emb_dim, emb_out):
+    def __init__(self, cin, base, mults, blocks, upsample_conv, attn_levels, emb_dim, emb_out,
+                 groups=GROUPS):
         super().__init__()
         self.embedding = TimeEmbedding(emb_dim, emb_out)
         self.conv_in = nn.Conv2d(cin, base, 3, padding=1)
@@ -86,15 +88,17 @@ class UNet(nn.Module):
             co = base * m
             level, attns = nn.ModuleList(), nn.ModuleList()
             for _ in range(blocks):
-                level.append(ResBlock(ch, co, emb_out))
+                level.append(ResBlock(ch, co, emb_out, groups))
                 ch = co
                 if i in attn_levels:
-                    attns.append(Attention(co))
+                    attns.append(Attention(co, groups))
             self.down.append(level)
             self.down_attn.append(attns)
             if i + 1 < len(mults):
                 self.downsample.append(nn.Conv2d(co, co, 3, stride=2, padding=1))
-        self.mid1, self.mid_attn, self.mid2 = ResBlock(ch, ch, emb_out), Attention(ch), ResBlock(ch, ch, emb_out)
+        self.mid1 = ResBlock(ch, ch, emb_out, groups)
+        self.mid_attn = Attention(ch, groups)
+        self.mid2 = ResBlock(ch, ch, emb_out, groups)
         self.up, self.up_attn, self.upsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i in reversed(range(len(mults))):
             if i + 1 < len(mults) and upsample_conv:
@@ -102,13 +106,13 @@ class UNet(nn.Module):
             co = base * mults[i]
             level, attns = nn.ModuleList(), nn.ModuleList()
             for b in range(blocks):
-                level.append(ResBlock(ch + co if b == 0 else co, co, emb_out))
+                level.append(ResBlock(ch + co if b == 0 else co, co, emb_out, groups))
                 if i in attn_levels:
-                    attns.append(Attention(co))
+                    attns.append(Attention(co, groups))
             ch = co
             self.up.append(level)
             self.up_attn.append(attns)
-        self.norm_out = nn.GroupNorm(GROUPS, ch)
+        self.norm_out = nn.GroupNorm(groups, ch)
         self.conv_out = nn.Conv2d(ch, cin, 3, padding=1)
 
     def forward(self, x, t):

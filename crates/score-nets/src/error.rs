@@ -89,6 +89,14 @@ pub enum NetsError {
         /// The shape found in the file.
         found: Vec<usize>,
     },
+    /// A key-mapping pattern of a weight import that is not a valid regex.
+    #[error("invalid key-mapping pattern {pattern:?}: {reason}")]
+    InvalidKeyMap {
+        /// The pattern.
+        pattern: String,
+        /// The regex parser's message.
+        reason: String,
+    },
 }
 
 /// Result alias of score-nets.

@@ -18,6 +18,8 @@
 //!   corrupt files and wrong shapes;
 //! - [`record`]: the file plumbing shared with score-train's checkpoints (checksum, atomic
 //!   writes, records checked against the module before burn loads them);
+//! - [`import`]: weights from safetensors and PyTorch files (burn-store), with the key mapping
+//!   of a PyTorch U-Net;
 //! - [`error`]: typed errors.
 //!
 //! ## Second-order gradients
@@ -67,6 +69,7 @@ pub mod cpu_ops;
 pub mod embedding;
 pub mod energy;
 pub mod error;
+pub mod import;
 pub mod layers;
 pub mod mlp;
 pub mod model;
@@ -79,6 +82,7 @@ pub use energy::{
     EnergyMlp, EnergyMlpConfig, NoiseConditionalEnergy, NoiseConditionalEnergyConfig,
 };
 pub use error::{NetsError, Result};
+pub use import::{ImportReport, UNET_PYTORCH_KEYS, WeightFormat, import_weights};
 pub use layers::{
     Activation, dense, layer_norm, materialize, param_shapes, param_values, seeded_init,
 };

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Every shell command in README.md, docs/*.md and the crates' READMEs, run as written or accounted for.
+
+The documentation's commands are collected from its ```sh blocks and from inline code that
+starts with `cargo`, `python`, `scripts/` or `.ci/`. Each one must appear in exactly one table
+below, or this script fails (so a new command in the docs cannot go unchecked):
+
+- RUN: under 2 minutes here once the build is warm; run as written from the repository root,
+  and a non-zero exit fails the script;
+- IN_CI: what `.ci/run` itself runs (the test command, fmt, clippy, doc);
+- LONG: over 2 minutes here, listed with the time measured on this 2-core machine;
+- ELSEWHERE: commands that need something CI does not have (a GPU, a browser, PyTorch) or are
+  not complete commands (`cargo run` in a sentence).
+
+    python3 scripts/doc_commands.py          # check the tables, run RUN
+    python3 scripts/doc_commands.py --list   # check the tables only
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+RUN = [
+    # release build of the 2-D demo; trains 4,000 steps and draws the figures
+    "cargo run --release --example ring_2d -- --out docs/img",
+    # release build; every sampler and ODE solver against NFE on the exact ring score
+    "cargo run --release --example nfe_figure -- --out docs/img",
+    # the few-step samplers' quality and convergence-order tests, with their figures printed
+    "cargo test --workspace --test few_step_quality -- --nocapture",
+    "cargo test --workspace --test few_step_order -- --nocapture",
+]
+
+IN_CI = [
+    "cargo test --workspace",
+    # the documentation's Rust blocks: part of the test command above
+    "cargo test --workspace --doc",
+    "cargo fmt --check",
+    "cargo clippy -D warnings",
+    "cargo doc",
+    ".ci/run",
+]
+
+# Benches: criterion spends at least 3 s warming up and 5 s measuring each benchmark (more when
+# one iteration is slow), after a release build of the benches; the lower bounds below count
+# only that, from the number of benchmarks each group runs.
+LONG = {
+    "cargo run --release --example mnist_ve_sde": "17 min 55 s, measured (README: the default run)",
+    "cargo run --example mnist_ve_sde": "the same run in a debug build: far longer, not timed",
+    "cargo run --release -p score-eval --example train_judge": "363 s, measured (README)",
+    "cargo bench --bench backends --features flex": "over 2 min: its benchmarks on two backends",
+    "cargo bench --bench nets --features flex": "over 2 min: U-Net steps of 1-4 s each, 10 benches",
+    "cargo bench --bench nets": "over 2 min: the same benches (flex is a default feature)",
+    "cargo bench --bench train -- ddpm_eps": "over 2 min with its release build of the benches",
+    "SCORE_BENCH_FULL=1 cargo bench --bench samplers -- pc_rd_langevin": "over 2 min: 10k "
+    "samples x 100 steps per iteration, on two backends",
+}
+
+ELSEWHERE = {
+    "cargo run --release --example mnist_ve_sde --features cuda": "needs an NVIDIA GPU and CUDA",
+    "scripts/wgpu-check.sh": "needs a GPU (or Mesa's lavapipe) and a wgpu build: 10-25 min",
+    "python benches/reference/compare_unet.py --python <python with torch>": "needs PyTorch; "
+    "each round runs the twin and the release benches of nets.rs",
+    "cargo run": "a phrase in a sentence, not a command",
+    "cargo": "a word in a sentence, not a command",
+}
+for crate in ["core", "nets", "train", "sample", "data", "eval"]:
+    ELSEWHERE[f"cargo doc -p score-{crate} --open"] = (
+        "opens a browser; CI builds the same docs with cargo doc --workspace --no-deps"
+    )
+
+INLINE = re.compile(r"`((?:SCORE_[A-Z_]+=\S+ )?(?:cargo|python|scripts/|\.ci/)[^`]*)`")
+
+
+def doc_commands():
+    """(command, file) for every command the documentation shows."""
+    files = ["README.md"] + sorted(glob.glob("docs/*.md")) + sorted(glob.glob("crates/*/README.md"))
+    found = []
+    for path in files:
+        in_sh = False
+        for line in open(os.path.join(ROOT, path), encoding="utf-8"):
+            stripped = line.strip()
+            if stripped.startswith("```"):
+                in_sh = not in_sh and stripped in ("```sh", "```bash", "```shell")
+                continue
+            if in_sh:
+                command = re.sub(r"\s+#.*$", "", stripped)  # a trailing comment
+                if command and not command.startswith("#"):
+                    found.append((command, path))
+            else:
+                found.extend((m.group(1), path) for m in INLINE.finditer(line))
+    return found
+
+
+def main():
+    known = set(RUN) | set(IN_CI) | set(LONG) | set(ELSEWHERE)
+    missing = sorted({(c, f) for c, f in doc_commands() if c not in known})
+    if missing:
+        for c, f in missing:
+            print(f"unaccounted command in {f}: {c}")
+        sys.exit("add each to a table of scripts/doc_commands.py (run it if under 2 minutes)")
+    shown = {c for c, _ in doc_commands()}
+    stale = sorted(known - shown)
+    if stale:
+        sys.exit(f"commands in the tables that no document shows any more: {stale}")
+    if "--list" in sys.argv:
+        for c in RUN:
+            print(f"run        {c}")
+        for c in IN_CI:
+            print(f"in .ci/run {c}")
+        for c, why in LONG.items():
+            print(f"long       {c}: {why}")
+        for c, why in ELSEWHERE.items():
+            print(f"elsewhere  {c}: {why}")
+        return
+    for c in RUN:
+        print(f"== {c}", flush=True)
+        start = time.monotonic()
+        subprocess.run(c, shell=True, cwd=ROOT, check=True)
+        print(f"== {c}: ok in {time.monotonic() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
