@@ -42,6 +42,7 @@ IN_CI = [
     "cargo clippy -D warnings",
     "cargo doc",
     ".ci/run",
+    "scripts/doc_commands.py",
 ]
 
 # Benches: criterion spends at least 3 s warming up and 5 s measuring each benchmark (more when
