@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+mod host;
 pub mod noise;
 pub mod schedule;
 pub mod score;

@@ -177,15 +177,15 @@ impl NoiseSource {
     ) -> Tensor<B, D> {
         let per = shape[1..].iter().product::<usize>();
         let mut data = vec![0f32; shape[0] * per];
-        let mut row = vec![0f64; per];
-        if per > 0 {
-            for (i, chunk) in data.chunks_mut(per).enumerate() {
-                self.fill_normal(key, i, &mut row);
-                for (d, &v) in chunk.iter_mut().zip(&row) {
-                    *d = v as f32;
-                }
+        // Sample i's stream depends on i alone, so rows fill in parallel with the values of
+        // `normal_f64` (drawn in f64, then rounded).
+        crate::host::fill_rows(&mut data, per, |i, row| {
+            let mut rng = self.rng(key, Kind::Normal, i);
+            for v in row {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                *v = z as f32;
             }
-        }
+        });
         Tensor::from_data(TensorData::new(data, shape), device)
     }
 
