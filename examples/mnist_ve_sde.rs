@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use score_sde::backend::{Selected, SelectedAutodiff};
-use score_sde::mnist::{MnistJobConfig, run};
+use score_sde::mnist::{MnistJobConfig, judge_idx, run};
 use score_sde::score_sample::{
     CorrectorKind, DpmSolverConfig, EdmConfig, OdeSolver, PcSamplerConfig, ProbabilityFlowConfig,
     SamplerConfig,
@@ -37,7 +37,7 @@ enum SamplerName {
 #[command(version, about)]
 struct Args {
     /// Training steps.
-    #[arg(long, default_value_t = 800)]
+    #[arg(long, default_value_t = 3000)]
     steps: u64,
     /// Images per training step.
     #[arg(long, default_value_t = 64)]
@@ -58,7 +58,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = SamplerName::EdmHeun)]
     sampler: SamplerName,
     /// Sampler steps.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 128)]
     sample_steps: usize,
     /// EDM's stochastic churn `S_churn` for `edm-heun` (0: the deterministic sampler); above 0
     /// with EDM's other stochastic settings (`S_tmin` 0.05, `S_tmax` 50, `S_noise` 1.003).
@@ -97,6 +97,10 @@ struct Args {
     /// Skip the classifier judge.
     #[arg(long)]
     no_judge: bool,
+    /// Only judge the images of this IDX file (uint8, n × 28 × 28, e.g. another program's
+    /// samples) and exit; may be given several times.
+    #[arg(long, value_name = "FILE")]
+    judge_idx: Vec<PathBuf>,
 }
 
 fn sampler(args: &Args) -> SamplerConfig {
@@ -135,6 +139,31 @@ fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(score_sde::score_data::mnist::default_dir);
     let mut cfg = MnistJobConfig::new(data_dir);
+    if !args.judge_idx.is_empty() {
+        let device = Default::default();
+        for path in &args.judge_idx {
+            let (j, floor) = judge_idx::<SelectedAutodiff, Selected>(
+                path,
+                &cfg.data_dir,
+                &cfg.judge_dir,
+                &device,
+            )
+            .with_context(|| format!("judging {}", path.display()))?;
+            let (lo, hi) = j.confident_interval;
+            println!(
+                "{}: {} images, confident (p ≥ 0.9) {:.1} % [95 % CI {:.1}–{:.1} %], class entropy {:.3} nats, MNIST-FID {:.2} (floor {floor:.2}), classes {:?}",
+                path.display(),
+                j.n,
+                100.0 * j.confident_fraction,
+                100.0 * lo,
+                100.0 * hi,
+                j.class_entropy,
+                j.frechet,
+                j.histogram
+            );
+        }
+        return Ok(());
+    }
     cfg.out_dir = args.out.clone();
     cfg.steps = args.steps;
     cfg.batch_size = args.batch_size;

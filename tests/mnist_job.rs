@@ -156,3 +156,41 @@ fn invalid_settings_are_refused_before_any_work() {
         "{err:?}"
     );
 }
+
+/// `judge_idx` scores another program's IDX file on the job's scale: 128 real test digits
+/// written as MNIST's uint8 format are nearly all confident (the judge says "confident" for
+/// 98 % of real test digits, `crates/score-eval/tests/judge.rs`; 90 % leaves room for this
+/// different subset), and files that are not n × 28 × 28 images are typed errors naming the file.
+#[test]
+fn judge_idx_scores_real_digits_and_refuses_other_files() {
+    use score_sde::mnist::judge_idx;
+    use score_sde::score_data::{Mnist, Split, write_idx_u8};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = MnistJobConfig::new(default_dir());
+    let test = Mnist::load(&cfg.data_dir, Split::Test).unwrap();
+    let n = 128;
+    let digits = dir.path().join("digits-idx3-ubyte");
+    write_idx_u8(&digits, &[n, 28, 28], &test.images[..n * 28 * 28]).unwrap();
+    let device = Default::default();
+    let (report, floor) =
+        judge_idx::<SelectedAutodiff, Selected>(&digits, &cfg.data_dir, &cfg.judge_dir, &device)
+            .unwrap();
+    assert_eq!(report.n, n);
+    assert!(report.confident_fraction >= 0.9, "{report:?}");
+    assert!(floor > 0.0 && floor.is_finite(), "{floor}");
+
+    let small = dir.path().join("small-idx3-ubyte");
+    write_idx_u8(&small, &[2, 14, 14], &[0u8; 2 * 14 * 14]).unwrap();
+    let err =
+        judge_idx::<SelectedAutodiff, Selected>(&small, &cfg.data_dir, &cfg.judge_dir, &device)
+            .unwrap_err();
+    assert!(matches!(err, MnistJobError::NotMnistImages { .. }), "{err}");
+    assert!(err.to_string().contains("small-idx3-ubyte"), "{err}");
+
+    let missing = dir.path().join("missing-idx3-ubyte");
+    let err =
+        judge_idx::<SelectedAutodiff, Selected>(&missing, &cfg.data_dir, &cfg.judge_dir, &device)
+            .unwrap_err();
+    assert!(matches!(err, MnistJobError::Data(_)), "{err}");
+    assert!(err.to_string().contains("missing-idx3-ubyte"), "{err}");
+}
