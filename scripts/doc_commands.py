@@ -9,6 +9,9 @@ below, or this script fails (so a new command in the docs cannot go unchecked):
   and a non-zero exit fails the script;
 - IN_CI: what `.ci/run` itself runs (the test command, fmt, clippy, doc);
 - LONG: over 2 minutes here, listed with the time measured on this 2-core machine;
+- BENCH: criterion benches, listed with their measured wall time (release build warm), not run
+  by CI: timings taken on a shared CI machine say nothing, and `cargo clippy --all-targets`
+  already compiles every bench;
 - ELSEWHERE: commands that need something CI does not have (a GPU, a browser, PyTorch) or are
   not complete commands (`cargo run` in a sentence).
 
@@ -45,19 +48,23 @@ IN_CI = [
     "scripts/doc_commands.py",
 ]
 
-# Benches: criterion spends at least 3 s warming up and 5 s measuring each benchmark (more when
-# one iteration is slow), after a release build of the benches; the lower bounds below count
-# only that, from the number of benchmarks each group runs.
 LONG = {
-    "cargo run --release --example mnist_ve_sde": "17 min 55 s, measured (README: the default run)",
+    "cargo run --release --example mnist_ve_sde": "54 min 49 s, measured (README: the default run)",
     "cargo run --example mnist_ve_sde": "the same run in a debug build: far longer, not timed",
     "cargo run --release -p score-eval --example train_judge": "363 s, measured (README)",
-    "cargo bench --bench backends --features flex": "over 2 min: its benchmarks on two backends",
-    "cargo bench --bench nets --features flex": "over 2 min: U-Net steps of 1-4 s each, 10 benches",
-    "cargo bench --bench nets": "over 2 min: the same benches (flex is a default feature)",
-    "cargo bench --bench train -- ddpm_eps": "over 2 min with its release build of the benches",
-    "SCORE_BENCH_FULL=1 cargo bench --bench samplers -- pc_rd_langevin": "over 2 min: 10k "
-    "samples x 100 steps per iteration, on two backends",
+}
+
+# Wall times of the whole command, measured one after another on the idle machine on 2026-11-27
+# with the release build of the benches warm (`time`); CI-sized criterion runs unless
+# SCORE_BENCH_FULL is set.
+BENCH = {
+    "cargo bench --bench backends --features flex": "23 s measured",
+    "cargo bench --bench train -- ddpm_eps": "19 s measured",
+    "SCORE_BENCH_FULL=1 cargo bench --bench samplers -- pc_rd_langevin": "74 s measured (10k "
+    "samples x 100 steps per iteration, on two backends)",
+    "cargo bench --bench nets --features flex": "224 s measured (U-Net steps of 0.2-4 s, "
+    "10 samples each)",
+    "cargo bench --bench nets": "199 s measured (the same benches: flex is a default feature)",
 }
 
 ELSEWHERE = {
@@ -65,6 +72,8 @@ ELSEWHERE = {
     "scripts/wgpu-check.sh": "needs a GPU (or Mesa's lavapipe) and a wgpu build: 10-25 min",
     "python benches/reference/compare_unet.py --python <python with torch>": "needs PyTorch; "
     "each round runs the twin and the release benches of nets.rs",
+    "cargo run --release --example mnist_ve_sde -- --judge-idx mnist_ref_6min-images-idx3-ubyte":
+    "needs the PyTorch recipe's output (README: against the PyTorch recipe)",
     "cargo run": "a phrase in a sentence, not a command",
     "cargo": "a word in a sentence, not a command",
 }
@@ -97,7 +106,7 @@ def doc_commands():
 
 
 def main():
-    known = set(RUN) | set(IN_CI) | set(LONG) | set(ELSEWHERE)
+    known = set(RUN) | set(IN_CI) | set(LONG) | set(BENCH) | set(ELSEWHERE)
     missing = sorted({(c, f) for c, f in doc_commands() if c not in known})
     if missing:
         for c, f in missing:
@@ -114,6 +123,8 @@ def main():
             print(f"in .ci/run {c}")
         for c, why in LONG.items():
             print(f"long       {c}: {why}")
+        for c, why in BENCH.items():
+            print(f"bench      {c}: {why}")
         for c, why in ELSEWHERE.items():
             print(f"elsewhere  {c}: {why}")
         return
