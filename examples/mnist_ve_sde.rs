@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use score_sde::backend::{Selected, SelectedAutodiff};
 use score_sde::mnist::{MnistJobConfig, judge_idx, run};
+use score_sde::score_eval::judge::MnistReport;
 use score_sde::score_sample::{
     CorrectorKind, DpmSolverConfig, EdmConfig, OdeSolver, PcSamplerConfig, ProbabilityFlowConfig,
     SamplerConfig,
@@ -126,6 +127,20 @@ fn sampler(args: &Args) -> SamplerConfig {
     }
 }
 
+/// The judge's verdict on one set of images, as one line.
+fn verdict(j: &MnistReport) -> String {
+    let (lo, hi) = j.confident_interval;
+    format!(
+        "confident (p ≥ 0.9) {:.1} % [95 % CI {:.1}–{:.1} %], class entropy {:.3} nats (uniform 2.303), MNIST-FID {:.2}, classes {:?}",
+        100.0 * j.confident_fraction,
+        100.0 * lo,
+        100.0 * hi,
+        j.class_entropy,
+        j.frechet,
+        j.histogram
+    )
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if cfg!(debug_assertions) {
@@ -149,17 +164,11 @@ fn main() -> anyhow::Result<()> {
                 &device,
             )
             .with_context(|| format!("judging {}", path.display()))?;
-            let (lo, hi) = j.confident_interval;
             println!(
-                "{}: {} images, confident (p ≥ 0.9) {:.1} % [95 % CI {:.1}–{:.1} %], class entropy {:.3} nats, MNIST-FID {:.2} (floor {floor:.2}), classes {:?}",
+                "{}: {} images, {}; MNIST-FID floor {floor:.2}",
                 path.display(),
                 j.n,
-                100.0 * j.confident_fraction,
-                100.0 * lo,
-                100.0 * hi,
-                j.class_entropy,
-                j.frechet,
-                j.histogram
+                verdict(&j)
             );
         }
         return Ok(());
@@ -200,17 +209,7 @@ fn main() -> anyhow::Result<()> {
         w.bpd
     );
     if let Some(j) = &report.judge {
-        let (lo, hi) = j.confident_interval;
-        println!(
-            "judge on {} samples: confident (p ≥ 0.9) {:.1} % [95 % CI {:.1}–{:.1} %], class entropy {:.3} nats (uniform 2.303), MNIST-FID {:.2}, classes {:?}",
-            j.n,
-            100.0 * j.confident_fraction,
-            100.0 * lo,
-            100.0 * hi,
-            j.class_entropy,
-            j.frechet,
-            j.histogram
-        );
+        println!("judge on {} samples: {}", j.n, verdict(j));
     }
     if let Some(f) = report.fid_floor {
         println!("MNIST-FID floor (train vs test): {f:.2}");
