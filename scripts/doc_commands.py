@@ -35,6 +35,8 @@ RUN = [
     # the few-step samplers' quality and convergence-order tests, with their figures printed
     "cargo test --workspace --test few_step_quality -- --nocapture",
     "cargo test --workspace --test few_step_order -- --nocapture",
+    # release build; two data-parallel workers as threads train the ring MLP 2,000 steps (~15 s)
+    "cargo run --release --example train_distributed -- threads --workers 2",
 ]
 
 IN_CI = [
@@ -74,6 +76,13 @@ ELSEWHERE = {
     "each round runs the twin and the release benches of nets.rs",
     "cargo run --release --example mnist_ve_sde -- --judge-idx mnist_ref_6min-images-idx3-ubyte":
     "needs the PyTorch recipe's output (README: against the PyTorch recipe)",
+    "cargo run --release --example train_distributed -- orchestrator --port 3000": "a server "
+    "that runs until Ctrl-C; tests/distributed.rs starts it with its node processes",
+    "cargo run --release --example train_distributed -- node --node 0 --nodes 2 --orchestrator "
+    "ws://10.0.0.1:3000 --host 10.0.0.1 --port 3001": "needs the orchestrator and a second "
+    "machine (10.0.0.2); tests/distributed.rs runs the same on localhost",
+    "cargo run --release --example train_distributed -- node --node 1 --nodes 2 --orchestrator "
+    "ws://10.0.0.1:3000 --host 10.0.0.2 --port 3001": "the second machine of the line above",
     "cargo run": "a phrase in a sentence, not a command",
     "cargo": "a word in a sentence, not a command",
 }

@@ -351,6 +351,22 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> MnistJobError + '_ {
     }
 }
 
+/// The job's VE SDE: `σ_max` as configured, or the largest distance between two images of a
+/// seeded subset of `train` (Song & Ermon's rule), computed on `device`.
+pub fn sde<B: Backend>(cfg: &MnistJobConfig, train: &Mnist, device: &B::Device) -> Result<VeSde> {
+    let sigma_max = match cfg.sigma_max {
+        Some(s) => s,
+        None => {
+            let k = cfg.sigma_max_subset.min(train.len());
+            let idx = shuffled_indices(train.len(), cfg.seed, u64::MAX)[..k].to_vec();
+            let sub = train.subset(&idx)?.to_f32(Scaling::MinusOneOne);
+            let x = Tensor::<B, 2>::from_data(TensorData::new(sub, [k, PIXELS]), device);
+            max_pairwise_distance(x)
+        }
+    };
+    Ok(VeSde::new(cfg.sigma_min, sigma_max)?)
+}
+
 /// The score model of the job on backend `B`.
 pub type MnistModel<B> = ScoreModel<B, UNet<B>>;
 
@@ -607,17 +623,7 @@ where
     }
     let test = Mnist::load(&cfg.data_dir, Split::Test)?;
     let pixels = train.to_f32(Scaling::MinusOneOne);
-    let sigma_max = match cfg.sigma_max {
-        Some(s) => s,
-        None => {
-            let k = cfg.sigma_max_subset.min(train.len());
-            let idx = shuffled_indices(train.len(), cfg.seed, u64::MAX)[..k].to_vec();
-            let sub = train.subset(&idx)?.to_f32(Scaling::MinusOneOne);
-            let x = Tensor::<B, 2>::from_data(TensorData::new(sub, [k, PIXELS]), &inner);
-            max_pairwise_distance(x)
-        }
-    };
-    let sde = VeSde::new(cfg.sigma_min, sigma_max)?;
+    let sde = sde::<B>(cfg, &train, &inner)?;
     let setup = t_all.elapsed().as_secs_f64();
 
     // Training (or loading).
@@ -739,7 +745,7 @@ where
     let report = MnistJobReport {
         backend: A::name(device),
         config: cfg.clone(),
-        sigma_max,
+        sigma_max: sde.sigma_max(),
         steps_run,
         step,
         steps_per_sec,

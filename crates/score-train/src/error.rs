@@ -60,6 +60,18 @@ pub enum TrainError {
         /// What failed.
         reason: String,
     },
+    /// A data-parallel collective operation failed, timed out, or found the workers in
+    /// disagreement (module [`distributed`](crate::distributed)).
+    #[cfg(feature = "distributed")]
+    #[error("data-parallel worker {rank}, {op}: {failure}")]
+    Collective {
+        /// This worker's rank.
+        rank: usize,
+        /// What the workers were doing ("all-reduce of the gradients", "joining", …).
+        op: &'static str,
+        /// How it failed.
+        failure: crate::distributed::CollectiveFailure,
+    },
 }
 
 impl TrainError {

@@ -12,6 +12,8 @@
 //! - [`train`]: [`Trainer`], generic over `B: AutodiffBackend` — Adam with warm-up, global
 //!   gradient-norm clipping, [`Ema`], an evaluation hook, a progress bar and a CSV loss history;
 //! - [`checkpoint`]: atomic, validated checkpoints from which a run resumes bit for bit;
+//! - `distributed` (feature `distributed`): data-parallel training across devices and processes
+//!   on burn-collective, with a watchdog on every collective call;
 //! - [`error`]: the typed [`TrainError`].
 //!
 //! ```
@@ -31,6 +33,8 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+#[cfg(feature = "distributed")]
+pub mod distributed;
 pub mod ema;
 pub mod error;
 pub mod loss;
@@ -38,6 +42,8 @@ pub mod train;
 pub mod view;
 
 pub use checkpoint::Checkpoint;
+#[cfg(feature = "distributed")]
+pub use distributed::{CollectiveFailure, CommStats, DataParallel, NodeAddress, run_orchestrator};
 pub use ema::{Ema, EmaConfig, EmaWarmup};
 pub use error::{Result, TrainError};
 pub use loss::{

@@ -177,6 +177,8 @@ pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B>> {
     step: u64,
     noise: NoiseSource,
     history: Vec<HistoryRow>,
+    #[cfg(feature = "distributed")]
+    parallel: Option<crate::distributed::DataParallel>,
 }
 
 /// The do-nothing evaluation hook.
@@ -205,6 +207,8 @@ where
             ema,
             step: 0,
             history: Vec::new(),
+            #[cfg(feature = "distributed")]
+            parallel: None,
         })
     }
 
@@ -244,6 +248,117 @@ where
         self.noise
     }
 
+    /// Whether this trainer writes checkpoints, the history and runs the evaluation hook: always,
+    /// but in a data-parallel run only worker 0.
+    fn leads(&self) -> bool {
+        #[cfg(feature = "distributed")]
+        if let Some(dp) = &self.parallel {
+            return dp.rank() == 0;
+        }
+        true
+    }
+
+    /// This worker's rows of the batch `x0` and the noise source seen from its first row (the
+    /// whole batch and the trainer's source outside a data-parallel run).
+    fn shard<const D: usize>(
+        &self,
+        x0: Tensor<B, D>,
+    ) -> crate::Result<(Tensor<B, D>, NoiseSource)> {
+        #[cfg(feature = "distributed")]
+        if let Some(dp) = &self.parallel {
+            let rows = dp.shard(x0.dims()[0])?;
+            let noise = self.noise.with_sample_offset(rows.start as u64);
+            return Ok((x0.narrow(0, rows.start, rows.len()), noise));
+        }
+        Ok((x0, self.noise))
+    }
+
+    /// Joins a data-parallel run as worker `dp.rank()` of `dp.world()` (module
+    /// [`distributed`](crate::distributed)): registers with burn-collective, waiting for all
+    /// workers, then takes worker 0's whole state (model, EMA, Adam moments, step, history, as
+    /// it is: fresh or resumed), so all workers start identical. Settings that differ from
+    /// worker 0's are a [`TrainError::Collective`] on every worker.
+    ///
+    /// From then on [`fit`](Self::fit) and [`train_step`](Self::train_step) take the whole
+    /// batch of a step and train on this worker's shard of it; only worker 0 writes checkpoints
+    /// and the history and calls the evaluation hook.
+    #[cfg(feature = "distributed")]
+    pub fn join(&mut self, dp: crate::distributed::DataParallel) -> crate::Result<()> {
+        let device = self.model.devices().into_iter().next().unwrap_or_default();
+        dp.register::<B::InnerBackend>(&device)?;
+        let joined = self.take_worker0_state(&dp, &device);
+        if let Err(TrainError::Collective {
+            failure: crate::distributed::CollectiveFailure::Mismatch(_),
+            ..
+        }) = &joined
+        {
+            // Every worker reached the same verdict and is alive: leave together, so that the
+            // process can join again. (After a time-out a peer may be gone: leaving could hang.)
+            let _ = dp.finish::<B::InnerBackend>();
+        }
+        joined?;
+        self.parallel = Some(dp);
+        Ok(())
+    }
+
+    /// The part of [`join`](Self::join) after registering.
+    #[cfg(feature = "distributed")]
+    fn take_worker0_state(
+        &mut self,
+        dp: &crate::distributed::DataParallel,
+        device: &B::Device,
+    ) -> crate::Result<()> {
+        let name = Path::new("worker 0's training state");
+        let mine = if dp.rank() == 0 {
+            Some(self.to_checkpoint(name)?.to_bytes())
+        } else {
+            None
+        };
+        let bytes = dp.share_bytes::<B::InnerBackend>(mine, self.settings_digest(), device)?;
+        let restored = if dp.rank() != 0 {
+            Checkpoint::from_bytes(&bytes, name).and_then(|c| self.restore(c, name))
+        } else {
+            Ok(())
+        };
+        // All workers learn whether every one of them took the state (a model of another
+        // architecture on one worker must not leave the others waiting for its gradients).
+        let agreed = dp.agree::<B::InnerBackend>(
+            "taking worker 0's state",
+            restored.is_ok(),
+            "worker(s) {} could not load worker 0's state (another model?)",
+            device,
+        );
+        restored?;
+        agreed
+    }
+
+    /// Leaves the data-parallel run (closes the connection to the orchestrator); the trainer
+    /// goes on as a single worker. Every worker calls it after its last step.
+    #[cfg(feature = "distributed")]
+    pub fn leave(&mut self) -> crate::Result<()> {
+        match self.parallel.take() {
+            Some(dp) => dp.finish::<B::InnerBackend>(),
+            None => Ok(()),
+        }
+    }
+
+    /// The data-parallel run this trainer is part of, if any.
+    #[cfg(feature = "distributed")]
+    pub fn data_parallel(&self) -> Option<&crate::distributed::DataParallel> {
+        self.parallel.as_ref()
+    }
+
+    /// A digest of the settings every data-parallel worker must share.
+    #[cfg(feature = "distributed")]
+    fn settings_digest(&self) -> u64 {
+        let c = &self.config;
+        let text = format!(
+            "{} {:e} {} {:?} {:?} {:?} {}",
+            c.steps, c.learning_rate, c.warmup_steps, c.grad_clip_norm, c.adam, c.ema, c.seed
+        );
+        score_nets::record::fnv1a(text.as_bytes())
+    }
+
     /// Trains from the current step up to `config.steps`. `data(step)` gives the batch of a step
     /// (a pure function of the step keeps runs reproducible).
     ///
@@ -264,7 +379,11 @@ where
     {
         loss.validate(&self.model)?;
         let start = (self.step, Instant::now());
-        let bar = self.progress_bar();
+        let bar = if self.leads() {
+            self.progress_bar()
+        } else {
+            ProgressBar::hidden()
+        };
         let mut last_loss = None;
         while self.step < self.config.steps {
             let row = self.train_step(loss, data(self.step))?;
@@ -275,6 +394,9 @@ where
                 bar.set_message(format!("{:.4}", row.loss));
             }
             let done = self.step == self.config.steps;
+            if !self.leads() {
+                continue;
+            }
             if self
                 .config
                 .eval_every
@@ -294,7 +416,7 @@ where
             }
         }
         bar.finish_and_clear();
-        if let Some(path) = &self.config.history_csv {
+        if let Some(path) = self.config.history_csv.as_ref().filter(|_| self.leads()) {
             self.write_history_csv(path)?;
         }
         let steps_run = self.step - start.0;
@@ -306,7 +428,9 @@ where
         })
     }
 
-    /// One optimisation step on batch `x0`: loss, backward, clipping, Adam, EMA.
+    /// One optimisation step on batch `x0`: loss, backward, clipping, Adam, EMA. In a
+    /// data-parallel run (`join`, feature `distributed`) `x0` is the whole batch of the step: this worker
+    /// trains on its rows of it, and the gradients are averaged across workers before clipping.
     pub fn train_step<L, const D: usize>(
         &mut self,
         loss: &L,
@@ -316,7 +440,22 @@ where
         L: Loss<B, M, D>,
     {
         let step = self.step;
-        let value = loss.loss(&self.model, x0, &self.noise, step);
+        let (x0, noise) = self.shard(x0)?;
+        let value = loss.loss(&self.model, x0, &noise, step);
+        #[cfg(feature = "distributed")]
+        if let Some(dp) = self.parallel.clone() {
+            // The shard's loss travels with the gradients: one all-reduce per step, and every
+            // worker sees the batch's loss (a NaN on one worker stops them all at this step).
+            let shard_loss = value.clone().inner().reshape([1]);
+            let mut grads = GradientsParams::from_grads(value.backward(), &self.model);
+            let loss_value = crate::distributed::all_reduce_grads::<B, M>(
+                &dp,
+                &self.model,
+                &mut grads,
+                shard_loss,
+            )?;
+            return self.apply(step, loss_value, grads);
+        }
         let loss_value = value.clone().into_scalar().to_f64();
         if !loss_value.is_finite() {
             return Err(TrainError::NonFinite {
@@ -324,7 +463,23 @@ where
                 loss: loss_value,
             });
         }
-        let mut grads = GradientsParams::from_grads(value.backward(), &self.model);
+        let grads = GradientsParams::from_grads(value.backward(), &self.model);
+        self.apply(step, loss_value, grads)
+    }
+
+    /// Clipping, Adam and EMA for the gradients of `step`, whose loss was `loss_value`.
+    fn apply(
+        &mut self,
+        step: u64,
+        loss_value: f64,
+        mut grads: GradientsParams,
+    ) -> crate::Result<HistoryRow> {
+        if !loss_value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                loss: loss_value,
+            });
+        }
         let grad_norm = global_grad_norm::<B, M>(&self.model, &grads);
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFiniteGradient {
@@ -368,6 +523,15 @@ where
     /// Writes the current state to `path` atomically.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> crate::Result<()> {
         let path = path.as_ref();
+        self.to_checkpoint(path)?.write_atomic(path)?;
+        if let Some(csv) = &self.config.history_csv {
+            self.write_history_csv(csv)?;
+        }
+        Ok(())
+    }
+
+    /// The current state as a checkpoint; `path` only names it in errors.
+    fn to_checkpoint(&self, path: &Path) -> crate::Result<Checkpoint> {
         let corrupt = |e: NetsError| TrainError::Corrupt {
             path: path.to_path_buf(),
             reason: format!("encoding failed: {e}"),
@@ -382,11 +546,7 @@ where
                 .map_err(corrupt)?,
             history: encode_history(&self.history),
         };
-        checkpoint.write_atomic(path)?;
-        if let Some(csv) = &self.config.history_csv {
-            self.write_history_csv(csv)?;
-        }
-        Ok(())
+        Ok(checkpoint)
     }
 
     /// Replaces the state by the checkpoint at `path` after validating it; on any error the
@@ -398,7 +558,12 @@ where
     /// never a panic.
     pub fn load_checkpoint(&mut self, path: impl AsRef<Path>) -> crate::Result<()> {
         let path = path.as_ref();
-        let c = Checkpoint::read(path)?;
+        self.restore(Checkpoint::read(path)?, path)
+    }
+
+    /// Replaces the state by checkpoint `c` (see [`load_checkpoint`](Self::load_checkpoint));
+    /// `path` names it in errors.
+    fn restore(&mut self, c: Checkpoint, path: &Path) -> crate::Result<()> {
         let device = self.model.devices().into_iter().next().unwrap_or_default();
         let corrupt = |reason: String| TrainError::Corrupt {
             path: path.to_path_buf(),
@@ -427,8 +592,11 @@ where
             .map_err(|e| corrupt(format!("optimizer record: {e}")))?;
         params.sort();
         moments.sort();
-        let fits = moments.iter().all(|m| params.binary_search(m).is_ok())
-            && params.iter().all(|p| moments.binary_search(p).is_ok());
+        // No moments at all is the state before the first step (a fresh run handed to
+        // data-parallel workers).
+        let fits = moments.is_empty()
+            || moments.iter().all(|m| params.binary_search(m).is_ok())
+                && params.iter().all(|p| moments.binary_search(p).is_ok());
         if !fits {
             return Err(corrupt(
                 "optimizer record: its moments do not have this model's parameter shapes".into(),
