@@ -109,6 +109,9 @@ struct TrainArgs {
     /// Seconds a collective call may wait for the other workers before this one stops.
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
+    /// Seconds joining may wait for every worker to start (raise it for nodes started by hand).
+    #[arg(long, default_value_t = 60)]
+    join_timeout_s: u64,
     /// MNIST directory (the mnist workload).
     #[arg(long, env = "SCORE_SDE_MNIST_DIR", default_value_os_t = score_sde::score_data::mnist::default_dir())]
     data_dir: PathBuf,
@@ -166,7 +169,9 @@ fn quiet_logs() {
 
 /// Trains one worker's part of the run.
 fn worker(dp: DataParallel, args: &TrainArgs) -> Result<()> {
-    let dp = dp.with_op_timeout(Duration::from_secs(args.timeout_s));
+    let dp = dp
+        .with_op_timeout(Duration::from_secs(args.timeout_s))
+        .with_join_timeout(Duration::from_secs(args.join_timeout_s));
     let rank = dp.rank();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;

@@ -491,9 +491,11 @@ fn stalled_worker_times_out(tmp: &Path) -> Result<()> {
     );
     ensure!(status.code() == Some(COLLECTIVE_EXIT), "{status}: {err}");
     ensure!(err.contains("got no answer within 3 s"), "{err}");
-    // Its last step's all-reduce began at most one step (20 ms + compute) before the freeze.
+    // Its last all-reduce began at most one of the frozen peer's steps (20 ms + compute, well
+    // under a second even on a loaded machine) before the freeze; a failure detected through a
+    // closed connection instead takes ~0.3 s (the kill scenario).
     ensure!(
-        waited >= Duration::from_millis(2500),
+        waited >= Duration::from_secs(2),
         "exited after {waited:?}, before the time-out"
     );
     Ok(())

@@ -19,7 +19,7 @@
 //! burn-collective 0.21 has no time-outs: a collective call whose peer died waits for ever. Every
 //! call here runs under a watchdog, and one that gets no answer within
 //! [`op_timeout`](DataParallel::with_op_timeout) (60 s by default; joining waits
-//! [`join_timeout`](DataParallel::with_join_timeout), 600 s) becomes
+//! [`join_timeout`](DataParallel::with_join_timeout), also 60 s) becomes
 //! [`TrainError::Collective`] with [`CollectiveFailure::TimedOut`]. The process should then exit
 //! (the stalled call keeps a thread and burn-collective's state): the last checkpoint is intact
 //! and the run resumes from it.
@@ -202,7 +202,7 @@ impl DataParallel {
             world,
             config,
             op_timeout: Duration::from_secs(60),
-            join_timeout: Duration::from_secs(600),
+            join_timeout: Duration::from_secs(60),
             stats: Arc::default(),
         }
     }
@@ -213,7 +213,8 @@ impl DataParallel {
         self
     }
 
-    /// How long joining may wait for all workers to start (600 s: nodes started by hand).
+    /// How long joining may wait for all workers to start and hand over worker 0's state (60 s;
+    /// raise it for nodes started by hand on several machines).
     pub fn with_join_timeout(mut self, timeout: Duration) -> Self {
         self.join_timeout = timeout;
         self
