@@ -206,6 +206,20 @@ impl Run {
         })
     }
 
+    /// Waits until worker 0's checkpoint at `path` holds step `step` or later.
+    fn wait_for_checkpoint(&self, path: &Path, step: u64) -> Result<()> {
+        let start = Instant::now();
+        while Checkpoint::read(path).map_or(true, |c| c.step < step) {
+            ensure!(
+                start.elapsed() < Duration::from_secs(120),
+                "no checkpoint at step {step}: {}",
+                self.log(0, "err")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     fn log(&self, node: usize, ext: &str) -> String {
         read_log(&self.dir.join(format!("node{node}.{ext}")))
     }
@@ -369,15 +383,7 @@ fn killed_worker_then_resume(tmp: &Path) -> Result<()> {
     ];
     let mut run = Run::start(&dir, 2, 500, &slow)?;
     let ckpt = dir.join("ckpt.bin");
-    let start = Instant::now();
-    while Checkpoint::read(&ckpt).map_or(true, |c| c.step < 15) {
-        ensure!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint at step 15: {}",
-            run.log(0, "err")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    run.wait_for_checkpoint(&ckpt, 15)?;
     run.procs.child("node1").kill()?;
     let killed = Instant::now();
     // The survivor's next all-reduce gets no answer: the typed error after its 5 s time-out.
@@ -464,15 +470,7 @@ fn stalled_worker_times_out(tmp: &Path) -> Result<()> {
     ];
     let mut run = Run::start(&dir, 2, 500, &slow)?;
     let ckpt = dir.join("ckpt.bin");
-    let start = Instant::now();
-    while Checkpoint::read(&ckpt).map_or(true, |c| c.step < 5) {
-        ensure!(
-            start.elapsed() < Duration::from_secs(120),
-            "no checkpoint: {}",
-            run.log(0, "err")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    run.wait_for_checkpoint(&ckpt, 5)?;
     // A frozen peer (SIGSTOP) keeps its connections open: only the watchdog can end the wait.
     let pid = run.procs.child("node1").id();
     ensure!(

@@ -293,72 +293,57 @@ impl DataParallel {
     }
 
     /// Hands worker 0's `bytes` to every worker: an all-reduce (sum) in which the others give
-    /// zeros, one byte per element (exact in every float type burn has), after a header with
-    /// the length and the digest of the settings, which every worker compares with its own.
+    /// zeros, one byte per element (exact in every float type burn has, f16 and bf16 included),
+    /// after a header of the same kind with the length and the digest of the settings, which
+    /// every worker compares with its own.
     pub(crate) fn share_bytes<B: Backend>(
         &self,
         bytes: Option<Vec<u8>>,
         digest: u64,
         device: &B::Device,
     ) -> Result<Vec<u8>> {
-        use burn::tensor::{Tensor, TensorData, cast::ToElement};
-        let timeout = self.join_timeout;
-        // Header: length in three 16-bit pieces, worker 0's digest in four, then per-worker
-        // "my digest differs" flags (padded to the worker count: a ring needs ≥ W elements).
-        let len = bytes.as_ref().map_or(0, Vec::len) as u64;
-        let width = 7 + self.world.max(1);
-        let mut header = vec![0f32; width];
-        if self.rank == 0 {
-            let pieces = (0..3).map(|i| (len >> (16 * i)) & 0xffff);
-            let pieces = pieces.chain((0..4).map(|i| (digest >> (16 * i)) & 0xffff));
-            for (h, p) in header.iter_mut().zip(pieces) {
-                *h = p as f32;
-            }
-        }
-        let header = Tensor::<B, 1>::from_data(TensorData::new(header, [width]), device);
-        let header = self.all_reduce(
-            "sharing worker 0's state",
-            header,
-            ReduceOperation::Sum,
-            timeout,
-        )?;
-        let h: Vec<u64> = header
-            .into_data()
-            .convert::<f64>()
-            .into_vec::<f64>()
-            .expect("f64 data")
-            .into_iter()
-            .map(|v| v as u64)
-            .collect();
-        let len = (h[0] | (h[1] << 16) | (h[2] << 32)) as usize;
-        let theirs = h[3] | (h[4] << 16) | (h[5] << 32) | (h[6] << 48);
+        let header = bytes.as_ref().map(|b| {
+            let mut h = (b.len() as u64).to_le_bytes().to_vec();
+            h.extend_from_slice(&digest.to_le_bytes());
+            h
+        });
+        let header = self.sum_bytes::<B>(header.as_deref(), 16, device)?;
+        let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+        let (len, theirs) = (word(0) as usize, word(8));
         self.agree::<B>(
             "comparing settings",
             theirs == digest,
             "the trainer settings of worker(s) {} differ from worker 0's",
             device,
         )?;
+        self.sum_bytes::<B>(bytes.as_deref(), len, device)
+    }
+
+    /// The first `len` bytes of the element-wise sum over workers of `mine` (zeros where
+    /// `None`), one byte per element; padded to the worker count (a ring needs ≥ W elements).
+    fn sum_bytes<B: Backend>(
+        &self,
+        mine: Option<&[u8]>,
+        len: usize,
+        device: &B::Device,
+    ) -> Result<Vec<u8>> {
+        use burn::tensor::TensorData;
         let n = len.max(self.world);
-        let mut body = vec![0f32; n];
-        if let Some(bytes) = &bytes {
-            for (o, &b) in body.iter_mut().zip(bytes) {
-                *o = f32::from(b);
-            }
+        let mut values = vec![0f32; n];
+        for (v, &b) in values.iter_mut().zip(mine.unwrap_or_default()) {
+            *v = f32::from(b);
         }
-        let body = Tensor::<B, 1>::from_data(TensorData::new(body, [n]), device);
-        let body = self.all_reduce(
+        let t = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), device);
+        let t = self.all_reduce(
             "sharing worker 0's state",
-            body,
+            t,
             ReduceOperation::Sum,
-            timeout,
+            self.join_timeout,
         )?;
-        let data = body.into_data().convert::<f64>();
-        Ok(data
-            .as_slice::<f64>()
-            .expect("f64 data")
-            .iter()
+        Ok(host_values(t)
+            .into_iter()
             .take(len)
-            .map(|&v| v.to_u8())
+            .map(|v| v.to_u8())
             .collect())
     }
 
@@ -377,10 +362,8 @@ impl DataParallel {
         flags[self.rank] = f32::from(u8::from(!ok));
         let flags = Tensor::<B, 1>::from_data(TensorData::new(flags, [width]), device);
         let flags = self.all_reduce(op, flags, ReduceOperation::Sum, self.join_timeout)?;
-        let failed: Vec<usize> = flags
-            .into_data()
-            .convert::<f64>()
-            .iter::<f64>()
+        let failed: Vec<usize> = host_values(flags)
+            .into_iter()
             .enumerate()
             .filter(|(_, v)| *v != 0.0)
             .map(|(i, _)| i)
@@ -503,6 +486,14 @@ pub(crate) fn all_reduce_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
         present,
     });
     Ok(loss)
+}
+
+/// A 1-D tensor's values on the host.
+fn host_values<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f64>()
+        .into_vec::<f64>()
+        .expect("f64 data")
 }
 
 /// burn-collective's error, with what it means here where that is not plain from its name.

@@ -443,13 +443,13 @@ where
         let (x0, noise) = self.shard(x0)?;
         let value = loss.loss(&self.model, x0, &noise, step);
         #[cfg(feature = "distributed")]
-        if let Some(dp) = self.parallel.clone() {
+        if let Some(dp) = &self.parallel {
             // The shard's loss travels with the gradients: one all-reduce per step, and every
             // worker sees the batch's loss (a NaN on one worker stops them all at this step).
             let shard_loss = value.clone().inner().reshape([1]);
             let mut grads = GradientsParams::from_grads(value.backward(), &self.model);
             let loss_value = crate::distributed::all_reduce_grads::<B, M>(
-                &dp,
+                dp,
                 &self.model,
                 &mut grads,
                 shard_loss,
