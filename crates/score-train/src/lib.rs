@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adam;
 pub mod checkpoint;
 #[cfg(feature = "distributed")]
 pub mod distributed;
@@ -41,6 +42,7 @@ pub mod loss;
 pub mod train;
 pub mod view;
 
+pub use adam::FusedAdam;
 pub use checkpoint::Checkpoint;
 #[cfg(feature = "distributed")]
 pub use distributed::{CollectiveFailure, CommStats, DataParallel, NodeAddress, run_orchestrator};

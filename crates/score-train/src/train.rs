@@ -1,4 +1,5 @@
-//! The training loop: Adam with learning-rate warm-up, global gradient-norm clipping, an EMA of
+//! The training loop: Adam ([`FusedAdam`]: burn's, run as one host pass per parameter on the CPU
+//! backends) with learning-rate warm-up, global gradient-norm clipping, an EMA of
 //! the weights, an evaluation hook, a progress bar, a CSV loss history, and checkpoints from which
 //! an interrupted run resumes to exactly the parameters of an uninterrupted one.
 //!
@@ -13,12 +14,13 @@ use std::time::Instant;
 use burn::config::Config;
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{Adam, AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::{Tensor, backend::AutodiffBackend, cast::ToElement};
 use indicatif::{ProgressBar, ProgressStyle};
 use score_core::NoiseSource;
 use score_nets::{NetsError, param_shapes, record};
 
+use crate::adam::FusedAdam;
 use crate::checkpoint::Checkpoint;
 use crate::ema::{Ema, EmaConfig};
 use crate::error::TrainError;
@@ -136,7 +138,7 @@ pub struct TrainReport {
 }
 
 /// The optimiser's record.
-type OptimRecord<B, M> = <OptimizerAdaptor<Adam, M, B> as Optimizer<M, B>>::Record;
+type OptimRecord<B, M> = <OptimizerAdaptor<FusedAdam, M, B> as Optimizer<M, B>>::Record;
 
 /// A training run: model, optimiser, EMA, step and history. See the module docs.
 ///
@@ -172,7 +174,7 @@ type OptimRecord<B, M> = <OptimizerAdaptor<Adam, M, B> as Optimizer<M, B>>::Reco
 pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B>> {
     config: TrainerConfig,
     model: M,
-    optim: OptimizerAdaptor<Adam, M, B>,
+    optim: OptimizerAdaptor<FusedAdam, M, B>,
     ema: Ema<M::InnerModule>,
     step: u64,
     noise: NoiseSource,
@@ -695,8 +697,8 @@ pub fn global_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 /// Adam as configured, with its per-parameter clipping cleared: the trainer clips the global norm.
 fn adam<B: AutodiffBackend, M: AutodiffModule<B>>(
     config: &TrainerConfig,
-) -> OptimizerAdaptor<Adam, M, B> {
-    config.adam.clone().with_grad_clipping(None).init()
+) -> OptimizerAdaptor<FusedAdam, M, B> {
+    FusedAdam::init(&config.adam.clone().with_grad_clipping(None))
 }
 
 /// Multiplies every gradient by `factor` (global-norm clipping).
