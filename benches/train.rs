@@ -15,6 +15,7 @@
 use std::time::Duration;
 
 use burn::module::AutodiffModule;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use score_sde::backend::SelectedAutodiff;
@@ -24,7 +25,7 @@ use score_sde::score_nets::{
     TimeEmbeddingConfig, TimeMlp, TimeMlpConfig,
 };
 use score_sde::score_train::{
-    AsEnergy, AsOutput, DdpmLoss, DenoisingScoreMatching, ExplicitScoreMatching, Loss,
+    AsEnergy, AsOutput, DdpmLoss, DenoisingScoreMatching, ExplicitScoreMatching, FusedAdam, Loss,
     MultiScaleDsm, SdeLoss, SlicedScoreMatching, Trainer, TrainerConfig,
 };
 
@@ -100,6 +101,21 @@ fn bench_forward_backward(c: &mut Criterion) {
             let l = loss.loss(&model, x0.clone(), &noise, 0);
             let grads = l.backward();
             model.output.weight.grad(&grads).map(|g| g.into_data())
+        })
+    });
+    // The like-for-like twin of `torch_ref.py dsm`'s step: loss, backward and Adam (the trainer's
+    // `FusedAdam`), nothing else (no clipping, EMA or loss read-back, which the full `Trainer`
+    // step adds).
+    let mut optim = FusedAdam::init::<B, TimeMlp<B>>(&AdamConfig::new());
+    let mut bare = Some(seed_mlp());
+    let mut step = 0u64;
+    group.bench_function("ddpm_eps_loss_backward_adam", |b| {
+        b.iter(|| {
+            let m = bare.take().expect("model between steps");
+            let l = loss.loss(&m, x0.clone(), &noise, step);
+            let grads = GradientsParams::from_grads(l.backward(), &m);
+            bare = Some(optim.step(1e-3, m, grads));
+            step += 1;
         })
     });
     group.finish();

@@ -10,8 +10,9 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use score_core::{NoiseKey, NoiseSource};
 
+use crate::cpu_ops;
 use crate::error::{Result as NetsResult, ensure_even, ensure_nonzero, ensure_positive};
-use crate::layers::{Activation, dense, seeded_init};
+use crate::layers::{Activation, dense, dense_act, seeded_init};
 
 /// Which features of `t` an embedding computes.
 #[derive(Config, Debug, PartialEq)]
@@ -167,7 +168,6 @@ impl<B: Backend> TimeEmbedding<B> {
     /// - `t`: `[n]`; output: `[n, dim]`
     pub fn features(&self, t: Tensor<B, 1>) -> Tensor<B, 2> {
         let device = t.device();
-        let t = t.unsqueeze_dim::<2>(1);
         match &self.kind {
             EmbeddingKind::Sinusoidal { max_period, scale } => {
                 let half = self.dim / 2;
@@ -175,7 +175,10 @@ impl<B: Backend> TimeEmbedding<B> {
                     .map(|k| (-max_period.ln() * k as f64 / half as f64).exp())
                     .collect();
                 let omega = Tensor::<B, 1>::from_data(TensorData::new(omega, [half]), &device);
-                let args = t.mul_scalar(*scale) * omega.unsqueeze_dim(0);
+                if let Some(y) = cpu_ops::sin_cos_features(&t, *scale, &omega, true) {
+                    return y;
+                }
+                let args = t.unsqueeze_dim::<2>(1).mul_scalar(*scale) * omega.unsqueeze_dim(0);
                 Tensor::cat(vec![args.clone().cos(), args.sin()], 1)
             }
             EmbeddingKind::GaussianFourier { .. } => {
@@ -183,8 +186,12 @@ impl<B: Backend> TimeEmbedding<B> {
                     .frequencies
                     .as_ref()
                     .expect("a Fourier embedding holds its frequencies")
-                    .val();
-                let args = t * w.mul_scalar(std::f64::consts::TAU).unsqueeze_dim(0);
+                    .val()
+                    .mul_scalar(std::f64::consts::TAU);
+                if let Some(y) = cpu_ops::sin_cos_features(&t, 1.0, &w, false) {
+                    return y;
+                }
+                let args = t.unsqueeze_dim::<2>(1) * w.unsqueeze_dim(0);
                 Tensor::cat(vec![args.clone().sin(), args.cos()], 1)
             }
             EmbeddingKind::Linear => {
@@ -192,7 +199,7 @@ impl<B: Backend> TimeEmbedding<B> {
                     .linear
                     .as_ref()
                     .expect("a linear embedding holds its map");
-                self.activation.forward(dense(lin, t))
+                dense_act(lin, t.unsqueeze_dim::<2>(1), self.activation)
             }
         }
     }
@@ -204,7 +211,7 @@ impl<B: Backend> TimeEmbedding<B> {
     pub fn forward(&self, t: Tensor<B, 1>) -> Tensor<B, 2> {
         let e = self.features(t);
         match (&self.mlp_in, &self.mlp_out) {
-            (Some(a), Some(b)) => dense(b, self.activation.forward(dense(a, e))),
+            (Some(a), Some(b)) => dense(b, dense_act(a, e, self.activation)),
             _ => e,
         }
     }

@@ -12,7 +12,7 @@ use score_core::EnergyFn;
 
 use crate::embedding::{EmbeddingKind, TimeEmbeddingConfig};
 use crate::error::{Result as NetsResult, ensure_nonzero};
-use crate::layers::{Activation, dense, seeded_init};
+use crate::layers::{Activation, dense, dense_act, seeded_init};
 use crate::mlp::{Conditioning, TimeMlp, TimeMlpConfig};
 
 /// Configuration of an [`EnergyMlp`]; defaults follow seed 001's `EnergyNetwork`
@@ -75,7 +75,7 @@ impl<B: Backend> EnergyMlp<B> {
         let h = self
             .layers
             .iter()
-            .fold(x, |h, l| self.activation.forward(dense(l, h)));
+            .fold(x, |h, l| dense_act(l, h, self.activation));
         dense(&self.output, h).squeeze_dim(1)
     }
 }

@@ -13,6 +13,8 @@ use burn::nn::Linear;
 use burn::tensor::{Tensor, backend::Backend};
 use score_core::{NoiseKey, NoiseSource};
 
+use crate::cpu_ops::{self, dense::DenseAct};
+
 /// A pointwise nonlinearity; each variant is composed of ops that burn can differentiate twice.
 #[derive(Config, Debug, Copy, PartialEq)]
 pub enum Activation {
@@ -50,12 +52,45 @@ impl Activation {
 /// # Shapes
 /// - `x`: `[n, d_input]`
 /// - output: `[n, d_output]`
+///
+/// On the CPU backends with the fast kernels (see [`crate::cpu_ops`]) and first-order autodiff,
+/// the layer is one host op with its own backward.
 pub fn dense<B: Backend>(linear: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    match cpu_ops::dense(linear, x, DenseAct::Identity) {
+        Ok(y) => y,
+        Err(x) => composed_dense(linear, x),
+    }
+}
+
+fn composed_dense<B: Backend>(linear: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
     let y = x.matmul(linear.weight.val());
     match &linear.bias {
         Some(b) => y + b.val().unsqueeze_dim(0),
         None => y,
     }
+}
+
+/// `act(x·W + b)`: [`dense`] followed by `act`, fused into one host op (one GEMM, one pass for
+/// bias and activation, and its own backward) on the CPU backends with the fast kernels for
+/// SiLU and tanh; composed from burn's ops everywhere else, and for softplus.
+///
+/// # Shapes
+/// - `x`: `[n, d_input]`
+/// - output: `[n, d_output]`
+pub fn dense_act<B: Backend>(linear: &Linear<B>, x: Tensor<B, 2>, act: Activation) -> Tensor<B, 2> {
+    let fused = match act {
+        Activation::Silu => Some(DenseAct::Silu),
+        Activation::Tanh => Some(DenseAct::Tanh),
+        Activation::Softplus => None,
+    };
+    let x = match fused {
+        Some(a) => match cpu_ops::dense(linear, x, a) {
+            Ok(y) => return y,
+            Err(x) => x,
+        },
+        None => x,
+    };
+    act.forward(composed_dense(linear, x))
 }
 
 /// Normalises each row to zero mean and unit variance (LayerNorm without the affine part):

@@ -84,7 +84,7 @@ pub use energy::{
 pub use error::{NetsError, Result};
 pub use import::{ImportReport, UNET_PYTORCH_KEYS, WeightFormat, import_weights};
 pub use layers::{
-    Activation, dense, layer_norm, materialize, param_shapes, param_values, seeded_init,
+    Activation, dense, dense_act, layer_norm, materialize, param_shapes, param_values, seeded_init,
 };
 pub use mlp::{Conditioning, TimeMlp, TimeMlpConfig};
 pub use model::{Parameterization, ScoreModel, TimeNet};

@@ -10,7 +10,7 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{Result as NetsResult, ensure_nonzero, ensure_positive};
-use crate::layers::{Activation, dense, layer_norm, seeded_init};
+use crate::layers::{Activation, dense, dense_act, layer_norm, seeded_init};
 use crate::model::TimeNet;
 
 /// How the time embedding `e = emb(t)` enters the MLP.
@@ -144,17 +144,23 @@ impl<B: Backend> TimeMlp<B> {
     /// - output: `[n, output_dim]`
     pub fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 1>) -> Tensor<B, 2> {
         let e = self.embedding.forward(t);
+        if self.conditioning == Conditioning::Concat {
+            let h = self
+                .layers
+                .iter()
+                .fold(Tensor::cat(vec![x, e], 1), |h, layer| {
+                    dense_act(layer, h, self.activation)
+                });
+            return dense(&self.output, h);
+        }
         let act = |z| self.activation.forward(z);
-        let mut h = match self.conditioning {
-            Conditioning::Concat => Tensor::cat(vec![x, e.clone()], 1),
-            _ => x,
-        };
         let ae = act(e);
         let hs = self.hidden_size;
+        let mut h = x;
         for (i, layer) in self.layers.iter().enumerate() {
             let z = dense(layer, h);
             h = match self.conditioning {
-                Conditioning::Concat => act(z),
+                Conditioning::Concat => unreachable!("returned above"),
                 Conditioning::Add => act(z + dense(&self.conditions[i], ae.clone())),
                 Conditioning::Film | Conditioning::AdaNorm => {
                     let c = dense(&self.conditions[i], ae.clone());

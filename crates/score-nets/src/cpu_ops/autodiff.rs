@@ -10,7 +10,8 @@ use burn::backend::autodiff::{
 use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
 use super::conv::{ConvGeom, conv2d_backward};
-use super::host::{from_host, to_host};
+use super::dense::{DenseGeom, DenseSaved, dense_backward};
+use super::host::{from_host, to_host, with_values};
 use super::norm::{NormGeom, NormStats, group_norm_backward};
 
 /// Registers a host gradient for `node`, where the node is tracked and the gradient was computed.
@@ -183,6 +184,68 @@ pub(super) fn group_norm<P: Backend>(
         OpsKind::UnTracked(prep) => {
             prep.finish(forward(x.primitive, s.primitive, gm.primitive, bt.primitive).0)
         }
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Backward of the host dense layer. Its state keeps the inner input and weight and the
+/// pre-activation.
+#[derive(Debug)]
+struct HostDenseBackward;
+
+impl<P: Backend> Backward<P, 3> for HostDenseBackward {
+    type State = (
+        DenseGeom,
+        P::FloatTensorPrimitive,
+        P::FloatTensorPrimitive,
+        DenseSaved,
+    );
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<P>(&ops.node);
+        let (g, x, w, saved) = ops.state;
+        let x = Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(x));
+        let w = Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(w));
+        let dy = Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(dy));
+        let dev = x.device();
+        let need = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
+        let dy = to_host(dy);
+        let out = with_values(x, |x| {
+            with_values(w, |w| dense_backward(&g, x, w, &saved, dy, need))
+        });
+        register::<P, 2>(grads, node_x.map(|n| n.id), out.x, [g.n, g.k], &dev);
+        register::<P, 2>(grads, node_w.map(|n| n.id), out.weight, [g.k, g.m], &dev);
+        register::<P, 1>(grads, node_b.map(|n| n.id), out.bias, [g.m], &dev);
+    }
+}
+
+/// `act(x·W + b)` on `Autodiff<P>`, computed on the host, with the host backward.
+pub(super) fn dense<P: Backend>(
+    g: DenseGeom,
+    x: Tensor<Autodiff<P>, 2>,
+    w: Tensor<Autodiff<P>, 2>,
+    b: Tensor<Autodiff<P>, 1>,
+) -> Tensor<Autodiff<P>, 2> {
+    let x = x.into_primitive().tensor();
+    let w = w.into_primitive().tensor();
+    let b = b.into_primitive().tensor();
+    let forward = |x, w, b| {
+        let wrap2 = |t| Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(t));
+        let b = Tensor::<P, 1>::from_primitive(TensorPrimitive::Float(b));
+        let (y, saved) = super::host::dense::<P>(g, wrap2(x), wrap2(w), Some(b));
+        (y.into_primitive().tensor(), saved)
+    };
+    let out = match HostDenseBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (y, saved) = forward(x.primitive.clone(), w.primitive.clone(), b.primitive);
+            prep.finish((g, x.primitive, w.primitive, saved), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, w.primitive, b.primitive).0),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }

@@ -175,10 +175,10 @@ fn col2im(g: &ConvGeom, col: &[f32], dxb: &mut [f32]) {
 
 /// A dense matrix operand: base slice, row stride and column stride (in elements).
 #[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
+pub(super) struct Mat<'a> {
+    pub(super) data: &'a [f32],
+    pub(super) rs: usize,
+    pub(super) cs: usize,
 }
 
 impl Mat<'_> {
@@ -191,7 +191,7 @@ impl Mat<'_> {
 
 /// `dst[m, n] (row-major) = (accumulate ? dst : 0) + lhs[m, k] · rhs[k, n]`.
 #[allow(clippy::too_many_arguments)] // gemm's own signature, one flag and the parallelism
-fn matmul(
+pub(super) fn matmul(
     m: usize,
     n: usize,
     k: usize,

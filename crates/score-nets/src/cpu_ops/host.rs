@@ -4,6 +4,7 @@
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::conv::{ConvGeom, conv2d_forward};
+use super::dense::{DenseGeom, DenseSaved, dense_forward};
 use super::norm::{NormGeom, NormStats, group_norm_forward};
 
 /// The tensor's values as a host vector (no copy on Flex when the tensor is contiguous and
@@ -12,6 +13,22 @@ pub(super) fn to_host<P: Backend, const D: usize>(t: Tensor<P, D>) -> Vec<f32> {
     t.into_data()
         .into_vec::<f32>()
         .expect("the fast CPU path only runs on f32 tensors")
+}
+
+/// Runs `f` on the tensor's values: borrowed in place on Flex when the tensor is contiguous
+/// (no copy, even when autodiff or a module shares it), a host copy otherwise.
+pub(super) fn with_values<P: Backend, const D: usize, R>(
+    t: Tensor<P, D>,
+    f: impl FnOnce(&[f32]) -> R,
+) -> R {
+    #[cfg(feature = "flex")]
+    if super::same::<P, burn::backend::Flex>() {
+        let prim: burn_flex::FlexTensor = super::cast(t.clone().into_primitive().tensor());
+        if let Some(values) = prim.as_slice::<f32>() {
+            return f(values);
+        }
+    }
+    f(&to_host(t))
 }
 
 /// A tensor of `P` from a host vector.
@@ -54,4 +71,56 @@ pub(super) fn group_norm<P: Backend>(
         &to_host(beta),
     );
     (from_host(y, shape, &dev), stats)
+}
+
+/// `act(x·W + b)` on the host, for a CPU backend `P`, with what its backward needs.
+pub(super) fn dense<P: Backend>(
+    g: DenseGeom,
+    x: Tensor<P, 2>,
+    w: Tensor<P, 2>,
+    b: Option<Tensor<P, 1>>,
+) -> (Tensor<P, 2>, DenseSaved) {
+    let dev = x.device();
+    let (y, saved) = with_values(x, |x| {
+        with_values(w, |w| match b {
+            Some(b) => with_values(b, |b| dense_forward(&g, x, w, Some(b))),
+            None => dense_forward(&g, x, w, None),
+        })
+    });
+    (from_host(y, [g.n, g.m], &dev), saved)
+}
+
+/// `[cos a | sin a]` (or `[sin a | cos a]`) with `a[i, j] = (t[i]·scale)·freqs[j]`, in `f32` as
+/// burn's `mul_scalar` and `mul` round it, for a CPU backend `P`.
+pub(super) fn sin_cos_features<P: Backend>(
+    t: Tensor<P, 1>,
+    scale: f64,
+    freqs: Tensor<P, 1>,
+    cos_first: bool,
+) -> Tensor<P, 2> {
+    let dev = t.device();
+    let (t, f) = (to_host(t), to_host(freqs));
+    let (n, half) = (t.len(), f.len());
+    let scale = scale as f32;
+    // `move` and inlined into the AVX2 copy, so that the inner loop vectorises.
+    let out = super::vmath::with_simd(
+        #[inline(always)]
+        move || {
+            let mut out = vec![0.0f32; n * 2 * half];
+            for (row, &ti) in out.chunks_exact_mut((2 * half).max(1)).zip(&t) {
+                let (first, second) = row.split_at_mut(half);
+                let (cos, sin) = if cos_first {
+                    (first, second)
+                } else {
+                    (second, first)
+                };
+                let ts = ti * scale;
+                for ((c, s), &fj) in cos.iter_mut().zip(sin.iter_mut()).zip(&f) {
+                    (*s, *c) = super::vmath::sin_cos(ts * fj);
+                }
+            }
+            out
+        },
+    );
+    from_host(out, [n, 2 * half], &dev)
 }

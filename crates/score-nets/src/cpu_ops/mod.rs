@@ -16,11 +16,26 @@
 //! [`group_norm`] does the same for burn's [`GroupNorm`], fused with the per-channel shift before
 //! it and the SiLU after it that the U-Net's residual blocks use.
 //!
+//! [`dense()`] does it for a dense layer on burn's [`Linear`] parameters with its activation
+//! (`act(x·W + b)`, SiLU, tanh or none): the layers of the MLPs and of the time embeddings.
+//! [`sin_cos_features`] computes the sinusoidal and Fourier time features with a vectorised
+//! sine and cosine ([`vmath`]) where the C library's are scalar calls.
+//!
+//! [`adam_update`] runs Adam's update of one parameter as one host pass, for an optimiser to
+//! call on the CPU backends (score-train's trainer does).
+//!
+//! The dense layer's backward is first-order only; a second-order loss differentiates the network on
+//! `Autodiff<Autodiff<P>>`, which is not one of the backends above, so it keeps burn's
+//! twice-differentiable ops.
+//!
 //! The kernels are deterministic for a given thread count: work is split over fixed chunks of
 //! the batch and reductions sum their partials in a fixed order.
 
+pub mod adam;
 pub mod conv;
+pub mod dense;
 pub mod norm;
+pub mod vmath;
 
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 mod autodiff;
@@ -30,10 +45,11 @@ mod host;
 use std::cell::Cell;
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, PaddingConfig2d};
+use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
 use burn::tensor::{DType, Tensor, activation, backend::Backend};
 
 use conv::ConvGeom;
+use dense::{DenseAct, DenseGeom};
 use norm::NormGeom;
 
 thread_local! {
@@ -258,4 +274,192 @@ pub fn group_norm<B: Backend>(
     };
     let y = norm.forward(x);
     if silu { activation::silu(y) } else { y }
+}
+
+/// The geometry of `act(linear(x))`, where the host kernels can compute it.
+fn dense_geometry<B: Backend>(
+    linear: &Linear<B>,
+    x: &Tensor<B, 2>,
+    act: DenseAct,
+) -> Option<DenseGeom> {
+    let w = linear.weight.val();
+    let f32s = x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && linear
+            .bias
+            .as_ref()
+            .is_none_or(|b| b.val().dtype() == DType::F32);
+    let [n, k] = x.dims();
+    let [wk, m] = w.dims();
+    (f32s && wk == k).then_some(DenseGeom { n, k, m, act })
+}
+
+/// Runs the host dense layer if `B` is the CPU backend `P` or `Autodiff<P>`; otherwise gives
+/// the input back.
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn try_dense<B: Backend, P: Backend>(
+    g: DenseGeom,
+    linear: &Linear<B>,
+    x: Tensor<B, 2>,
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    use burn::backend::Autodiff;
+    let w = || linear.weight.val();
+    let b = || linear.bias.as_ref().map(|b| b.val());
+    if same::<B, P>() {
+        Ok(cast(
+            host::dense::<P>(g, cast(x), cast(w()), b().map(cast)).0,
+        ))
+    } else if same::<B, Autodiff<P>>() {
+        let dev = x.device();
+        let b = b().unwrap_or_else(|| Tensor::zeros([g.m], &dev));
+        Ok(cast(autodiff::dense::<P>(g, cast(x), cast(w()), cast(b))))
+    } else {
+        Err(x)
+    }
+}
+
+/// `act(x·W + b)` on the parameters of `linear` (row layout, as `layers::dense`), on the host
+/// kernels of [`dense`](mod@dense) where the backend allows it (see the
+/// [module documentation](self)); otherwise `Err` gives `x` back for the composed ops.
+///
+/// # Shapes
+/// - `x`: `[n, d_input]`; output `[n, d_output]`.
+pub fn dense<B: Backend>(
+    linear: &Linear<B>,
+    x: Tensor<B, 2>,
+    act: DenseAct,
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    if !fast_ops_enabled() {
+        return Err(x);
+    }
+    let Some(g) = dense_geometry(linear, &x, act) else {
+        return Err(x);
+    };
+    #[cfg(feature = "flex")]
+    let x = match try_dense::<B, burn::backend::Flex>(g, linear, x) {
+        Ok(y) => return Ok(y),
+        Err(x) => x,
+    };
+    #[cfg(feature = "ndarray")]
+    let x = match try_dense::<B, burn::backend::NdArray<f32>>(g, linear, x) {
+        Ok(y) => return Ok(y),
+        Err(x) => x,
+    };
+    let _ = g;
+    Err(x)
+}
+
+/// The host features if `B` is the CPU backend `P`, or `Autodiff<P>` with neither input in a
+/// graph (the features are then a constant of the graph).
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn try_features<B: Backend, P: Backend>(
+    t: &Tensor<B, 1>,
+    scale: f64,
+    freqs: &Tensor<B, 1>,
+    cos_first: bool,
+) -> Option<Tensor<B, 2>> {
+    use burn::backend::Autodiff;
+    if same::<B, P>() {
+        let y = host::sin_cos_features::<P>(cast(t.clone()), scale, cast(freqs.clone()), cos_first);
+        Some(cast(y))
+    } else if same::<B, Autodiff<P>>() {
+        let t: Tensor<Autodiff<P>, 1> = cast(t.clone());
+        let f: Tensor<Autodiff<P>, 1> = cast(freqs.clone());
+        let untracked = |x: &Tensor<Autodiff<P>, 1>| {
+            x.clone()
+                .into_primitive()
+                .tensor()
+                .node
+                .requirement
+                .is_none()
+        };
+        if !(untracked(&t) && untracked(&f)) {
+            return None;
+        }
+        let y = host::sin_cos_features::<P>(t.inner(), scale, f.inner(), cos_first);
+        Some(cast(Tensor::<Autodiff<P>, 2>::from_inner(y)))
+    } else {
+        None
+    }
+}
+
+/// `[cos a | sin a]` (`cos_first`) or `[sin a | cos a]` with `a = (t·scale) ⊗ freqs`, on the
+/// host where the backend is a CPU backend with the fast kernels and neither `t` nor `freqs`
+/// needs a gradient; `None` where burn's `sin`/`cos` must compute it.
+///
+/// # Shapes
+/// - `t`: `[n]`, `freqs`: `[half]`; output `[n, 2·half]`.
+pub fn sin_cos_features<B: Backend>(
+    t: &Tensor<B, 1>,
+    scale: f64,
+    freqs: &Tensor<B, 1>,
+    cos_first: bool,
+) -> Option<Tensor<B, 2>> {
+    if !fast_ops_enabled() || t.dtype() != DType::F32 || freqs.dtype() != DType::F32 {
+        return None;
+    }
+    #[cfg(feature = "flex")]
+    if let Some(y) = try_features::<B, burn::backend::Flex>(t, scale, freqs, cos_first) {
+        return Some(y);
+    }
+    #[cfg(feature = "ndarray")]
+    if let Some(y) = try_features::<B, burn::backend::NdArray<f32>>(t, scale, freqs, cos_first) {
+        return Some(y);
+    }
+    let _ = (t, scale, freqs, cos_first);
+    None
+}
+
+/// Whether [`adam_update`] runs on the host for this tensor: `B` is one of the CPU backends
+/// compiled in (`Flex`, `NdArray<f32>`; the inner backend of a training step) and the tensor is
+/// `f32`. Elsewhere (GPU backends, f64) an optimiser should keep burn's tensor ops.
+pub fn host_adam_supported<B: Backend, const D: usize>(t: &Tensor<B, D>) -> bool {
+    if !fast_ops_enabled() || t.dtype() != DType::F32 {
+        return false;
+    }
+    #[cfg(feature = "flex")]
+    if same::<B, burn::backend::Flex>() {
+        return true;
+    }
+    #[cfg(feature = "ndarray")]
+    if same::<B, burn::backend::NdArray<f32>>() {
+        return true;
+    }
+    false
+}
+
+/// Adam's step `time` (1 for the first) of `param` with gradient `grad` and the moments
+/// `(m, v)` of the step before (none at the first step): the new parameter and moments, computed
+/// in one host pass ([`adam::adam_step`]) with burn-optim's arithmetic, bit for bit.
+///
+/// # Panics
+/// If the shapes differ, or the values are not `f32` (check [`host_adam_supported`] first).
+#[allow(clippy::type_complexity)] // the parameter and its two moments
+pub fn adam_update<B: Backend, const D: usize>(
+    consts: &adam::AdamConsts,
+    lr: f64,
+    time: usize,
+    param: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<(Tensor<B, D>, Tensor<B, D>)>,
+) -> (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>) {
+    let dev = param.device();
+    let shape = param.dims();
+    assert_eq!(grad.dims(), shape, "Adam: gradient shape");
+    let to_host = |t: Tensor<B, D>| {
+        t.into_data()
+            .into_vec::<f32>()
+            .expect("Adam on the host needs f32 tensors")
+    };
+    let mut p = to_host(param);
+    let g = to_host(grad);
+    let (mut m, mut v, time) = match moments {
+        Some((m, v)) => (to_host(m), to_host(v), time),
+        None => (vec![0.0; p.len()], vec![0.0; p.len()], 1),
+    };
+    // burn's `mul_scalar(lr)` rounds the f64 learning rate to the element type.
+    adam::adam_step(consts, lr as f32, time, &mut p, &g, &mut m, &mut v);
+    let back =
+        |x: Vec<f32>| Tensor::<B, D>::from_data(burn::tensor::TensorData::new(x, shape), &dev);
+    (back(p), back(m), back(v))
 }
