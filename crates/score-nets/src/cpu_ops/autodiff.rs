@@ -230,10 +230,10 @@ pub(super) fn dense<P: Backend>(
     let x = x.into_primitive().tensor();
     let w = w.into_primitive().tensor();
     let b = b.into_primitive().tensor();
-    let forward = |x, w, b| {
+    let forward = |x, w, b, save| {
         let wrap2 = |t| Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(t));
         let b = Tensor::<P, 1>::from_primitive(TensorPrimitive::Float(b));
-        let (y, saved) = super::host::dense::<P>(g, wrap2(x), wrap2(w), Some(b));
+        let (y, saved) = super::host::dense::<P>(g, wrap2(x), wrap2(w), Some(b), save);
         (y.into_primitive().tensor(), saved)
     };
     let out = match HostDenseBackward
@@ -242,10 +242,12 @@ pub(super) fn dense<P: Backend>(
         .stateful()
     {
         OpsKind::Tracked(prep) => {
-            let (y, saved) = forward(x.primitive.clone(), w.primitive.clone(), b.primitive);
+            let (y, saved) = forward(x.primitive.clone(), w.primitive.clone(), b.primitive, true);
             prep.finish((g, x.primitive, w.primitive, saved), y)
         }
-        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive, w.primitive, b.primitive).0),
+        OpsKind::UnTracked(prep) => {
+            prep.finish(forward(x.primitive, w.primitive, b.primitive, false).0)
+        }
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }

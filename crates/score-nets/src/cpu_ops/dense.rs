@@ -82,12 +82,14 @@ pub struct DenseSaved {
     pub z: Vec<f32>,
 }
 
-/// `act(x·W + b)` and the pre-activation when the activation needs it for its derivative.
+/// `act(x·W + b)`, and the pre-activation when `save` is set and the activation needs it for
+/// its derivative (a forward pass without a backward, as a sampler's, skips that copy).
 pub fn dense_forward(
     g: &DenseGeom,
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
+    save: bool,
 ) -> (Vec<f32>, DenseSaved) {
     let DenseGeom { n, k, m, act } = *g;
     assert_eq!(x.len(), n * k, "dense input");
@@ -113,12 +115,12 @@ pub fn dense_forward(
     let z = match act {
         DenseAct::Identity => Vec::new(),
         DenseAct::Silu => {
-            let z = y.clone();
+            let z = if save { y.clone() } else { Vec::new() };
             vmath::with_simd(|| y.iter_mut().for_each(|v| *v = vmath::silu(*v)));
             z
         }
         DenseAct::Tanh => {
-            let z = y.clone();
+            let z = if save { y.clone() } else { Vec::new() };
             vmath::with_simd(|| y.iter_mut().for_each(|v| *v = vmath::tanh(*v)));
             z
         }
@@ -259,7 +261,7 @@ mod tests {
                 );
                 let f64s = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<_>>();
                 let (xd, wd, bd, cd) = (f64s(&x), f64s(&w), f64s(&b), f64s(&c));
-                let (y, saved) = dense_forward(&g, &x, &w, Some(&b));
+                let (y, saved) = dense_forward(&g, &x, &w, Some(&b), true);
                 for i in 0..n {
                     for j in 0..m {
                         let z = bd[j] + (0..k).map(|l| xd[i * k + l] * wd[l * m + j]).sum::<f64>();
@@ -309,14 +311,16 @@ mod tests {
             act: DenseAct::Silu,
         };
         let (x, w) = (values(g.n * g.k, 5), values(g.k * g.m, 6));
-        let (y1, s1) = dense_forward(&g, &x, &w, None);
-        let (y2, s2) = dense_forward(&g, &x, &w, None);
+        let (y1, s1) = dense_forward(&g, &x, &w, None, true);
+        let (y2, s2) = dense_forward(&g, &x, &w, None, true);
         assert_eq!(y1, y2);
         let d1 = dense_backward(&g, &x, &w, &s1, y1.clone(), [true; 3]);
         let d2 = dense_backward(&g, &x, &w, &s2, y2, [true; 3]);
         assert_eq!((d1.x, d1.weight, d1.bias), (d2.x, d2.weight, d2.bias));
         let zero_bias = vec![0.0f32; g.m];
-        let (y0, _) = dense_forward(&g, &x, &w, Some(&zero_bias));
+        // Without `save` (a forward pass with no backward) the same output and no saved copy.
+        let (y0, s0) = dense_forward(&g, &x, &w, Some(&zero_bias), false);
         assert_eq!(y0, y1);
+        assert!(s0.z.is_empty() && s1.z.len() == y1.len());
     }
 }

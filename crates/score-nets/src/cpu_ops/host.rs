@@ -73,18 +73,19 @@ pub(super) fn group_norm<P: Backend>(
     (from_host(y, shape, &dev), stats)
 }
 
-/// `act(x·W + b)` on the host, for a CPU backend `P`, with what its backward needs.
+/// `act(x·W + b)` on the host, for a CPU backend `P`, with what its backward needs when `save`.
 pub(super) fn dense<P: Backend>(
     g: DenseGeom,
     x: Tensor<P, 2>,
     w: Tensor<P, 2>,
     b: Option<Tensor<P, 1>>,
+    save: bool,
 ) -> (Tensor<P, 2>, DenseSaved) {
     let dev = x.device();
     let (y, saved) = with_values(x, |x| {
         with_values(w, |w| match b {
-            Some(b) => with_values(b, |b| dense_forward(&g, x, w, Some(b))),
-            None => dense_forward(&g, x, w, None),
+            Some(b) => with_values(b, |b| dense_forward(&g, x, w, Some(b), save)),
+            None => dense_forward(&g, x, w, None, save),
         })
     });
     (from_host(y, [g.n, g.m], &dev), saved)

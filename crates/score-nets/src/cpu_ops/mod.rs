@@ -307,7 +307,7 @@ fn try_dense<B: Backend, P: Backend>(
     let b = || linear.bias.as_ref().map(|b| b.val());
     if same::<B, P>() {
         Ok(cast(
-            host::dense::<P>(g, cast(x), cast(w()), b().map(cast)).0,
+            host::dense::<P>(g, cast(x), cast(w()), b().map(cast), false).0,
         ))
     } else if same::<B, Autodiff<P>>() {
         let dev = x.device();
