@@ -20,6 +20,7 @@ use burn::tensor::Tensor;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use score_sde::backend::SelectedAutodiff;
 use score_sde::score_core::{AnySde, GaussianMixture, NoiseKey, NoiseSource, VeSde, VpSde};
+use score_sde::score_nets::cpu_ops::with_reference_ops;
 use score_sde::score_nets::{
     EnergyMlpConfig, NoiseConditionalEnergyConfig, Parameterization, ScoreModel,
     TimeEmbeddingConfig, TimeMlp, TimeMlpConfig,
@@ -121,12 +122,85 @@ fn bench_forward_backward(c: &mut Criterion) {
     group.finish();
 }
 
+/// One bare step (loss, backward, Adam; nothing else) of `model` under `loss`, timed as `name`;
+/// with `reference`, the loss and its backward run on burn's own ops (`with_reference_ops`:
+/// nested autodiff for the second-order losses), the A-B pair of one binary.
+fn bench_bare<M, L>(c: &mut Criterion, name: &str, model: M, loss: L, reference: bool)
+where
+    M: AutodiffModule<B> + Clone,
+    L: Loss<B, M, 2>,
+{
+    let x0 = batch();
+    let noise = NoiseSource::new(0);
+    let mut group = c.benchmark_group("train_step_b256");
+    group.throughput(Throughput::Elements(1));
+    if !full() {
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
+    }
+    let mut optim = FusedAdam::init::<B, M>(&AdamConfig::new());
+    let mut bare = Some(model);
+    let mut step = 0u64;
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let m = bare.take().expect("model between steps");
+            let grads = || {
+                let l = loss.loss(&m, x0.clone(), &noise, step);
+                GradientsParams::from_grads(l.backward(), &m)
+            };
+            let grads = if reference {
+                with_reference_ops(grads)
+            } else {
+                grads()
+            };
+            bare = Some(optim.step(1e-3, m, grads));
+            step += 1;
+        })
+    });
+    group.finish();
+}
+
+/// The like-for-like twins of the second-order PyTorch steps, each beside the same step on
+/// nested autodiff:
+/// - `energy_dsm_2x128_*`: `../shared/perf/torch_energy_dsm.py`, denoising score matching at
+///   σ = 0.5 of an energy MLP 2 → 128 → 128 → 1 (SiLU), whose score `−∇x E` makes it second
+///   order;
+/// - `esm_exact_trace_*`, `ssm_vr_1proj_*`: `benches/reference/torch_second_order.py`, explicit
+///   (exact trace) and sliced (one Gaussian projection, variance-reduced) score matching of
+///   seed 000's MLP read as the score.
+fn bench_second_order_bare(c: &mut Criterion) {
+    let energy = || {
+        EnergyMlpConfig::new(2)
+            .with_num_layers(2)
+            .init::<B>(&Default::default())
+            .unwrap()
+    };
+    let dsm = || {
+        DenoisingScoreMatching::new(0.5)
+            .unwrap()
+            .with_view(AsEnergy)
+    };
+    let esm = || ExplicitScoreMatching::new().with_view(AsOutput);
+    let ssm = || SlicedScoreMatching::new(1).unwrap().with_view(AsOutput);
+    for (suffix, reference) in [("loss_backward_adam", false), ("nested_autodiff", true)] {
+        let name = format!("energy_dsm_2x128_{suffix}");
+        bench_bare(c, &name, energy(), dsm(), reference);
+        let name = format!("esm_exact_trace_{suffix}");
+        bench_bare(c, &name, seed_mlp(), esm(), reference);
+        let name = format!("ssm_vr_1proj_{suffix}");
+        bench_bare(c, &name, seed_mlp(), ssm(), reference);
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let ve = VeSde::new(0.01, 10.0).unwrap();
     let vp = VpSde::default();
     let score_model = |sde: AnySde| ScoreModel::new(seed_mlp(), sde, Parameterization::Noise);
     // The reference comparison: DDPM's ε-loss over 1000 linear betas, the net's raw output as ε̂.
     bench_forward_backward(c);
+    bench_second_order_bare(c);
     bench_loss(
         c,
         "ddpm_eps",

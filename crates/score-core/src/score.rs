@@ -106,6 +106,21 @@ pub trait EnergyFn<B: Backend, const D: usize> {
     /// # Shapes
     /// - `x`: `[n, …]`, `t`: `[n]`; output: `[n]`
     fn energy(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, 1>;
+
+    /// The score `−∇x E(x, t)` computed by the energy itself on `B`, for energies that have a
+    /// faster way than autodiff of [`energy`](Self::energy) (score-nets' `EnergyMlp` has one on
+    /// the CPU backends); `None`, the default, lets the caller differentiate the energy.
+    ///
+    /// On an autodiff `B`, the result must carry the graph autodiff's score would: a loss on it
+    /// gives the parameters (and a tracked `x`) the same gradients as differentiating the
+    /// energy's input gradient. [`energy_score`] and score-train's energy view try it first.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, …]`, `t`: `[n]`; output: same as `x`
+    fn direct_score(&self, x: &Tensor<B, D>, t: &Tensor<B, 1>) -> Option<Tensor<B, D>> {
+        let _ = (x, t);
+        None
+    }
 }
 
 /// The score `−∇x E(x, t)` of an energy defined on an autodiff backend, evaluated for inputs on
@@ -161,7 +176,8 @@ where
     }
 }
 
-/// `−∇x E(x, t)` by one backward pass on the autodiff backend `B`.
+/// `−∇x E(x, t)` by one backward pass on the autodiff backend `B`, or by the energy's own
+/// [`EnergyFn::direct_score`] where it has one.
 ///
 /// An energy that does not depend on `x` (autodiff records no path to it) has score zero.
 ///
@@ -185,6 +201,13 @@ pub fn energy_score<B: AutodiffBackend, E: EnergyFn<B, D>, const D: usize>(
     x: Tensor<B::InnerBackend, D>,
     t: Tensor<B::InnerBackend, 1>,
 ) -> Tensor<B::InnerBackend, D> {
+    let (xa, ta) = (
+        Tensor::<B, D>::from_inner(x.clone()),
+        Tensor::from_inner(t.clone()),
+    );
+    if let Some(s) = energy.direct_score(&xa, &ta) {
+        return s.inner();
+    }
     let zeros = x.zeros_like();
     let x = Tensor::<B, D>::from_inner(x).require_grad();
     let e = energy.energy(x.clone(), Tensor::from_inner(t));

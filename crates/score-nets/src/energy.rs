@@ -80,9 +80,27 @@ impl<B: Backend> EnergyMlp<B> {
     }
 }
 
+impl<B: Backend> EnergyMlp<B> {
+    /// The score `−∇x E(x)` on the host kernels of
+    /// [`cpu_ops::energy_mlp_score`](crate::cpu_ops::energy_mlp_score) (the CPU backends in
+    /// `f32`, SiLU or tanh, 1–4 hidden layers); `None` where autodiff of [`forward`](Self::forward)
+    /// must compute it.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, input_dim]`; output: `[n, input_dim]`
+    pub fn fast_score(&self, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+        let act = self.activation.fused()?;
+        let d = x.dims()[1];
+        crate::cpu_ops::energy_mlp_score(&self.layers, &self.output, act, x, d)
+    }
+}
+
 impl<B: Backend> EnergyFn<B, 2> for EnergyMlp<B> {
     fn energy(&self, x: Tensor<B, 2>, _t: Tensor<B, 1>) -> Tensor<B, 1> {
         self.forward(x)
+    }
+    fn direct_score(&self, x: &Tensor<B, 2>, _t: &Tensor<B, 1>) -> Option<Tensor<B, 2>> {
+        self.fast_score(x)
     }
 }
 
@@ -149,9 +167,27 @@ impl<B: Backend> NoiseConditionalEnergy<B> {
     }
 }
 
+impl<B: Backend> NoiseConditionalEnergy<B> {
+    /// The score `−∇x E(x, t)` on the host kernels of
+    /// [`cpu_ops::energy_mlp_score`](crate::cpu_ops::energy_mlp_score), for concatenation
+    /// conditioning on the CPU backends (`f32`, SiLU or tanh, 1–4 hidden layers): the MLP on
+    /// `[x | emb(t)]`, differentiated in the columns of `x`, with the embedding's gradient
+    /// flowing through burn's ops. `None` where autodiff of [`forward`](Self::forward) must
+    /// compute it.
+    ///
+    /// # Shapes
+    /// - `x`: `[n, input_dim]`, `t`: `[n]`; output: `[n, input_dim]`
+    pub fn fast_score(&self, x: &Tensor<B, 2>, t: &Tensor<B, 1>) -> Option<Tensor<B, 2>> {
+        self.net.concat_energy_score(x, t)
+    }
+}
+
 impl<B: Backend> EnergyFn<B, 2> for NoiseConditionalEnergy<B> {
     fn energy(&self, x: Tensor<B, 2>, t: Tensor<B, 1>) -> Tensor<B, 1> {
         self.forward(x, t)
+    }
+    fn direct_score(&self, x: &Tensor<B, 2>, t: &Tensor<B, 1>) -> Option<Tensor<B, 2>> {
+        self.fast_score(x, t)
     }
 }
 

@@ -27,6 +27,15 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The fused host kernels' form of this activation, where they have it (not softplus).
+    pub(crate) fn fused(self) -> Option<DenseAct> {
+        match self {
+            Self::Silu => Some(DenseAct::Silu),
+            Self::Tanh => Some(DenseAct::Tanh),
+            Self::Softplus => None,
+        }
+    }
+
     /// Applies the nonlinearity elementwise.
     ///
     /// # Shapes
@@ -78,12 +87,7 @@ fn composed_dense<B: Backend>(linear: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 
 /// - `x`: `[n, d_input]`
 /// - output: `[n, d_output]`
 pub fn dense_act<B: Backend>(linear: &Linear<B>, x: Tensor<B, 2>, act: Activation) -> Tensor<B, 2> {
-    let fused = match act {
-        Activation::Silu => Some(DenseAct::Silu),
-        Activation::Tanh => Some(DenseAct::Tanh),
-        Activation::Softplus => None,
-    };
-    let x = match fused {
+    let x = match act.fused() {
         Some(a) => match cpu_ops::dense(linear, x, a) {
             Ok(y) => return y,
             Err(x) => x,

@@ -8,6 +8,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, backend::Backend};
 
+use crate::cpu_ops;
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{Result as NetsResult, ensure_nonzero, ensure_positive};
 use crate::layers::{Activation, dense, dense_act, layer_norm, seeded_init};
@@ -179,9 +180,40 @@ impl<B: Backend> TimeMlp<B> {
     }
 }
 
+impl<B: Backend> TimeMlp<B> {
+    /// For a scalar-output network with [`Conditioning::Concat`]: `−∂f/∂x` on the host kernels
+    /// of [`cpu_ops::energy_mlp_score`], where the backend has them; `None` otherwise (checked
+    /// before the embedding is computed).
+    pub(crate) fn concat_energy_score(
+        &self,
+        x: &Tensor<B, 2>,
+        t: &Tensor<B, 1>,
+    ) -> Option<Tensor<B, 2>> {
+        if self.conditioning != Conditioning::Concat || !cpu_ops::host_ops_backend::<B>() {
+            return None;
+        }
+        let act = self.activation.fused()?;
+        let input = Tensor::cat(vec![x.clone(), self.embedding.forward(t.clone())], 1);
+        cpu_ops::energy_mlp_score(&self.layers, &self.output, act, &input, x.dims()[1])
+    }
+}
+
 impl<B: Backend> TimeNet<B, 2> for TimeMlp<B> {
     fn forward(&self, x: Tensor<B, 2>, t: Tensor<B, 1>) -> Tensor<B, 2> {
         TimeMlp::forward(self, x, t)
+    }
+    fn output_and_quadratic_form(
+        &self,
+        x: &Tensor<B, 2>,
+        t: &Tensor<B, 1>,
+        v: &Tensor<B, 2>,
+    ) -> Option<(Tensor<B, 2>, Tensor<B, 1>)> {
+        if self.conditioning != Conditioning::Concat || !cpu_ops::host_ops_backend::<B>() {
+            return None;
+        }
+        let act = self.activation.fused()?;
+        let input = Tensor::cat(vec![x.clone(), self.embedding.forward(t.clone())], 1);
+        cpu_ops::mlp_output_and_quadratic_form(&self.layers, &self.output, act, &input, v)
     }
 }
 

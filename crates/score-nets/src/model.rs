@@ -17,6 +17,27 @@ pub trait TimeNet<B: Backend, const D: usize> {
     /// # Shapes
     /// - `x`: `[n, …]`, `t`: `[n]`; output: same as `x`
     fn forward(&self, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D>;
+
+    /// The output `f(x, t)` and, per sample, the quadratic form `vᵀ·(∂f/∂x)·v` of its input
+    /// Jacobian, computed by the network itself where it has a faster way than differentiating
+    /// [`forward`](Self::forward) ([`TimeMlp`](crate::TimeMlp) has one on the CPU backends);
+    /// `None`, the default, lets the caller use nested autodiff. Explicit and sliced score
+    /// matching of a network read as its output (score-train's `AsOutput`) try it first.
+    ///
+    /// On an autodiff `B` both results must carry the graph to the parameters (and to a tracked
+    /// `x`) that differentiating them would; `v` is a constant.
+    ///
+    /// # Shapes
+    /// - `x`, `v`: `[n, …]`, `t`: `[n]`; outputs: same as `x`, and `[n]`
+    fn output_and_quadratic_form(
+        &self,
+        x: &Tensor<B, D>,
+        t: &Tensor<B, 1>,
+        v: &Tensor<B, D>,
+    ) -> Option<(Tensor<B, D>, Tensor<B, 1>)> {
+        let _ = (x, t, v);
+        None
+    }
 }
 
 /// What a network's output means, given `x_t = m·x₀ + s·ε`.

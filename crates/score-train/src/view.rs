@@ -59,6 +59,24 @@ pub trait LiftedScoreView<B: Backend, M, const D: usize>: ScoreView<B, M, D> {
         x: Tensor<Lifted<B>, D>,
         t: Tensor<Lifted<B>, 1>,
     ) -> Tensor<Lifted<B>, D>;
+
+    /// The score and, per sample, `vᵀ·(∂s/∂x)·v` on `B`, where the model computes them itself
+    /// (score-nets' `TimeMlp` read [`AsOutput`], on the CPU backends: one op with a
+    /// hand-derived backward, no lifted graph); `None`, the default, lets the loss
+    /// differentiate [`lifted_score`](Self::lifted_score).
+    ///
+    /// # Shapes
+    /// - `x`, `v`: `[n, …]`, `t`: `[n]`; outputs: same as `x`, and `[n]`
+    fn direct_quadratic_form(
+        &self,
+        model: &M,
+        x: &Tensor<B, D>,
+        t: &Tensor<B, 1>,
+        v: &Tensor<B, D>,
+    ) -> Option<(Tensor<B, D>, Tensor<B, 1>)> {
+        let _ = (model, x, t, v);
+        None
+    }
 }
 
 /// The model is a score network: it implements [`ScoreFn`] and is a burn module.
@@ -119,10 +137,15 @@ where
 impl<B, M, const D: usize> ScoreView<B, M, D> for AsEnergy
 where
     B: Backend,
-    M: HasAutodiffModule<Lifted<B>> + Clone,
+    M: EnergyFn<B, D> + HasAutodiffModule<Lifted<B>> + Clone,
     M::TrainModule: EnergyFn<Lifted<B>, D>,
 {
     fn score(&self, model: &M, x: Tensor<B, D>, t: Tensor<B, 1>) -> Tensor<B, D> {
+        // The energy's own score where it has one (score-nets' `EnergyMlp` on the CPU
+        // backends: one op on `B` with a hand-derived backward, no nested autodiff).
+        if let Some(s) = model.direct_score(&x, &t) {
+            return s;
+        }
         energy_score::<Lifted<B>, _, D>(&lift::<B, M>(model), x, t)
     }
 }
@@ -130,7 +153,7 @@ where
 impl<B, M, const D: usize> LiftedScoreView<B, M, D> for AsEnergy
 where
     B: Backend,
-    M: HasAutodiffModule<Lifted<B>> + Clone,
+    M: EnergyFn<B, D> + HasAutodiffModule<Lifted<B>> + Clone,
     M::TrainModule: EnergyFn<Lifted<B>, D> + HasAutodiffModule<Lifted<Lifted<B>>> + Clone,
     <M::TrainModule as HasAutodiffModule<Lifted<Lifted<B>>>>::TrainModule:
         EnergyFn<Lifted<Lifted<B>>, D>,
@@ -192,5 +215,14 @@ where
         t: Tensor<Lifted<B>, 1>,
     ) -> Tensor<Lifted<B>, D> {
         lift::<B, M>(model).forward(x, t)
+    }
+    fn direct_quadratic_form(
+        &self,
+        model: &M,
+        x: &Tensor<B, D>,
+        t: &Tensor<B, 1>,
+        v: &Tensor<B, D>,
+    ) -> Option<(Tensor<B, D>, Tensor<B, 1>)> {
+        model.output_and_quadratic_form(x, t, v)
     }
 }

@@ -11,7 +11,9 @@ use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
 use super::conv::{ConvGeom, conv2d_backward};
 use super::dense::{DenseGeom, DenseSaved, dense_backward};
-use super::host::{from_host, to_host, with_values};
+use super::energy::{EnergyGeom, EnergySaved, energy_score_backward};
+use super::host::{EnergyParams, MlpParams, from_host, to_host, with_values};
+use super::jvp::{JvpGeom, JvpSaved, jvp_backward};
 use super::norm::{NormGeom, NormStats, group_norm_backward};
 
 /// Registers a host gradient for `node`, where the node is tracked and the gradient was computed.
@@ -247,6 +249,263 @@ pub(super) fn dense<P: Backend>(
         }
         OpsKind::UnTracked(prep) => {
             prep.finish(forward(x.primitive, w.primitive, b.primitive, false).0)
+        }
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Backward of the host energy-MLP score, over `N = 2L + 2` parents: `x`, then `Wₖ, bₖ` per
+/// hidden layer, then the output weight. Its state keeps the inner input and hidden weights
+/// and the forward's saved sweeps.
+#[derive(Debug)]
+struct HostEnergyScoreBackward<const N: usize>;
+
+impl<P: Backend, const N: usize> Backward<P, N> for HostEnergyScoreBackward<N> {
+    type State = (
+        EnergyGeom,
+        P::FloatTensorPrimitive,
+        Vec<P::FloatTensorPrimitive>,
+        EnergySaved,
+    );
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let v = grads.consume::<P>(&ops.node);
+        let (g, x, ws, saved) = ops.state;
+        let parents = ops.parents;
+        let x = Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(x));
+        let v = Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(v));
+        let dev = x.device();
+        let ws: Vec<Vec<f32>> = ws
+            .into_iter()
+            .map(|w| to_host(Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(w))))
+            .collect();
+        let wr: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
+        let v = to_host(v);
+        let out = with_values(x, |x| {
+            energy_score_backward(&g, x, &wr, &saved, &v, parents[0].is_some())
+        });
+        let id = |i: usize| parents[i].as_ref().map(|n| n.id);
+        register::<P, 2>(grads, id(0), out.x, [g.n, g.d], &dev);
+        let layers = g.widths.len();
+        for (k, (dw, db)) in out.weights.into_iter().zip(out.biases).enumerate() {
+            let shape = [g.fan_in(k), g.widths[k]];
+            register::<P, 2>(grads, id(1 + 2 * k), Some(dw), shape, &dev);
+            register::<P, 1>(grads, id(2 + 2 * k), Some(db), [g.widths[k]], &dev);
+        }
+        let shape = [g.widths[layers - 1], 1];
+        register::<P, 2>(grads, id(1 + 2 * layers), Some(out.w_out), shape, &dev);
+    }
+}
+
+/// The parameters of an energy MLP on `Autodiff<P>`.
+pub(super) struct TrackedEnergyParams<P: Backend> {
+    pub(super) weights: Vec<Tensor<Autodiff<P>, 2>>,
+    pub(super) biases: Vec<Tensor<Autodiff<P>, 1>>,
+    pub(super) w_out: Tensor<Autodiff<P>, 2>,
+}
+
+/// `−∇x E(x)` of an energy MLP on `Autodiff<P>`, computed on the host, with the host backward
+/// (first order in the parameters and `x`: what a loss on the score needs). `N` must be
+/// `2·layers + 2`.
+pub(super) fn energy_score<P: Backend, const N: usize>(
+    g: EnergyGeom,
+    x: Tensor<Autodiff<P>, 2>,
+    params: TrackedEnergyParams<P>,
+) -> Tensor<Autodiff<P>, 2> {
+    assert_eq!(N, 2 * g.widths.len() + 2, "energy score parents");
+    let x = x.into_primitive().tensor();
+    let ws: Vec<_> = params
+        .weights
+        .into_iter()
+        .map(|w| w.into_primitive().tensor())
+        .collect();
+    let bs: Vec<_> = params
+        .biases
+        .into_iter()
+        .map(|b| b.into_primitive().tensor())
+        .collect();
+    let wo = params.w_out.into_primitive().tensor();
+    let mut nodes = vec![x.node.clone()];
+    for (w, b) in ws.iter().zip(&bs) {
+        nodes.push(w.node.clone());
+        nodes.push(b.node.clone());
+    }
+    nodes.push(wo.node.clone());
+    let parents: [_; N] = nodes.try_into().expect("2·layers + 2 parents");
+    let inner =
+        |t: P::FloatTensorPrimitive| Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(t));
+    let inner_params = |save_ws: bool| {
+        let weights: Vec<Tensor<P, 2>> = ws.iter().map(|w| inner(w.primitive.clone())).collect();
+        let biases = bs
+            .iter()
+            .map(|b| Tensor::<P, 1>::from_primitive(TensorPrimitive::Float(b.primitive.clone())))
+            .collect();
+        let kept = save_ws.then(|| ws.iter().map(|w| w.primitive.clone()).collect::<Vec<_>>());
+        (
+            EnergyParams {
+                weights,
+                biases,
+                w_out: inner(wo.primitive.clone()),
+            },
+            kept,
+        )
+    };
+    let out = match HostEnergyScoreBackward::<N>
+        .prepare::<NoCheckpointing>(parents)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (p, kept) = inner_params(true);
+            let (s, saved) =
+                super::host::energy_score::<P>(&g, inner(x.primitive.clone()), p, true);
+            let kept = kept.expect("weights kept");
+            prep.finish((g, x.primitive, kept, saved), s.into_primitive().tensor())
+        }
+        OpsKind::UnTracked(prep) => {
+            let (p, _) = inner_params(false);
+            let (s, _) = super::host::energy_score::<P>(&g, inner(x.primitive), p, false);
+            prep.finish(s.into_primitive().tensor())
+        }
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Backward of the host MLP output and Jacobian quadratic form, over `N = 2L + 3` parents: the
+/// input, `Wₖ, bₖ` per hidden layer, then the output layer's weight and bias. Its state keeps
+/// the inner input, the tangent, the weights and the forward's saved sweeps.
+#[derive(Debug)]
+struct HostJvpBackward<const N: usize>;
+
+type JvpState<P> = (
+    JvpGeom,
+    <P as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive,
+    Vec<f32>,
+    Vec<<P as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive>,
+    JvpSaved,
+);
+
+impl<P: Backend, const N: usize> Backward<P, N> for HostJvpBackward<N> {
+    type State = JvpState<P>;
+
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let out_grad = grads.consume::<P>(&ops.node);
+        let (g, h0, v, ws, saved) = ops.state;
+        let parents = ops.parents;
+        let wrap = |t| Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(t));
+        let h0 = wrap(h0);
+        let dev = h0.device();
+        // Hidden weights, then the output weight.
+        let ws: Vec<Vec<f32>> = ws.into_iter().map(|w| to_host(wrap(w))).collect();
+        let (hidden, w_out) = ws.split_at(ws.len() - 1);
+        let wr: Vec<&[f32]> = hidden.iter().map(Vec::as_slice).collect();
+        // [ȳ | q̄] row by row.
+        let xc = g.x_cols;
+        let both = to_host(wrap(out_grad));
+        let mut y_bar = Vec::with_capacity(g.n * xc);
+        let mut q_bar = Vec::with_capacity(g.n);
+        for row in both.chunks_exact(xc + 1) {
+            y_bar.extend_from_slice(&row[..xc]);
+            q_bar.push(row[xc]);
+        }
+        let out = with_values(h0, |h0| {
+            jvp_backward(
+                &g,
+                h0,
+                &v,
+                &wr,
+                &w_out[0],
+                &saved,
+                &y_bar,
+                &q_bar,
+                parents[0].is_some(),
+            )
+        });
+        let id = |i: usize| parents[i].as_ref().map(|n| n.id);
+        register::<P, 2>(grads, id(0), out.input, [g.n, g.d], &dev);
+        let layers = g.widths.len();
+        for (k, (dw, db)) in out.weights.into_iter().zip(out.biases).enumerate() {
+            let shape = [g.fan_in(k), g.widths[k]];
+            register::<P, 2>(grads, id(1 + 2 * k), Some(dw), shape, &dev);
+            register::<P, 1>(grads, id(2 + 2 * k), Some(db), [g.widths[k]], &dev);
+        }
+        let shape = [g.widths[layers - 1], xc];
+        register::<P, 2>(grads, id(1 + 2 * layers), Some(out.w_out), shape, &dev);
+        register::<P, 1>(grads, id(2 + 2 * layers), Some(out.b_out), [xc], &dev);
+    }
+}
+
+/// The parameters of an MLP with an output layer on `Autodiff<P>`.
+pub(super) struct TrackedMlpParams<P: Backend> {
+    pub(super) weights: Vec<Tensor<Autodiff<P>, 2>>,
+    pub(super) biases: Vec<Tensor<Autodiff<P>, 1>>,
+    pub(super) w_out: Tensor<Autodiff<P>, 2>,
+    pub(super) b_out: Tensor<Autodiff<P>, 1>,
+}
+
+/// `[y | q]` of [`super::jvp`] on `Autodiff<P>`, computed on the host, with the host backward
+/// (first order in the parameters and the input; `v` is a constant). `N` must be
+/// `2·layers + 3`.
+pub(super) fn output_and_quadratic_form<P: Backend, const N: usize>(
+    g: JvpGeom,
+    h0: Tensor<Autodiff<P>, 2>,
+    v: Vec<f32>,
+    params: TrackedMlpParams<P>,
+) -> Tensor<Autodiff<P>, 2> {
+    assert_eq!(N, 2 * g.widths.len() + 3, "MLP quadratic form parents");
+    let h0 = h0.into_primitive().tensor();
+    let prim2 = |t: Tensor<Autodiff<P>, 2>| t.into_primitive().tensor();
+    let prim1 = |t: Tensor<Autodiff<P>, 1>| t.into_primitive().tensor();
+    let ws: Vec<_> = params.weights.into_iter().map(prim2).collect();
+    let bs: Vec<_> = params.biases.into_iter().map(prim1).collect();
+    let (wo, bo) = (prim2(params.w_out), prim1(params.b_out));
+    let mut nodes = vec![h0.node.clone()];
+    for (w, b) in ws.iter().zip(&bs) {
+        nodes.push(w.node.clone());
+        nodes.push(b.node.clone());
+    }
+    nodes.push(wo.node.clone());
+    nodes.push(bo.node.clone());
+    let parents: [_; N] = nodes.try_into().expect("2·layers + 3 parents");
+    let wrap2 =
+        |t: P::FloatTensorPrimitive| Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(t));
+    let wrap1 =
+        |t: P::FloatTensorPrimitive| Tensor::<P, 1>::from_primitive(TensorPrimitive::Float(t));
+    let inner = MlpParams {
+        weights: ws.iter().map(|w| wrap2(w.primitive.clone())).collect(),
+        biases: bs.iter().map(|b| wrap1(b.primitive.clone())).collect(),
+        w_out: wrap2(wo.primitive.clone()),
+        b_out: wrap1(bo.primitive.clone()),
+    };
+    let out = match HostJvpBackward::<N>
+        .prepare::<NoCheckpointing>(parents)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (y, saved) = super::host::output_and_quadratic_form::<P>(
+                &g,
+                wrap2(h0.primitive.clone()),
+                &v,
+                inner,
+                true,
+            );
+            let mut kept: Vec<_> = ws.iter().map(|w| w.primitive.clone()).collect();
+            kept.push(wo.primitive.clone());
+            prep.finish(
+                (g, h0.primitive, v, kept, saved),
+                y.into_primitive().tensor(),
+            )
+        }
+        OpsKind::UnTracked(prep) => {
+            let (y, _) = super::host::output_and_quadratic_form::<P>(
+                &g,
+                wrap2(h0.primitive),
+                &v,
+                inner,
+                false,
+            );
+            prep.finish(y.into_primitive().tensor())
         }
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))

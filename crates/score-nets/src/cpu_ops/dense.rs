@@ -42,12 +42,22 @@ pub struct DenseGeom {
 /// Multiply–adds from which a product is split in two halves of its output rows, one per thread
 /// (`rayon::join`, each half one single-threaded GEMM). On the seed MLP's 256 × 128 × 128
 /// products (4.2e6) neither this split nor gemm's own threading beat one thread (the train
-/// bench, interleaved: 2.11–2.51 ms a step single-threaded against 2.24–2.64 ms split), so
-/// only larger products (a sampler's 10⁴-row batches) are split.
-const PARALLEL_MIN_MACS: usize = 1 << 23;
+/// bench, interleaved: 2.11–2.51 ms a step single-threaded against 2.24–2.64 ms split), nor on
+/// explicit score matching's 512 × 128 × 128 (8.4e6; `esm_exact_trace_loss_backward_adam`,
+/// interleaved, 3 rounds: 4.90–5.50 ms single-threaded against 6.36–7.15 ms split), so only
+/// larger products (a sampler's 10⁴-row batches) are split.
+const PARALLEL_MIN_MACS: usize = 1 << 24;
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, its rows split over two threads when large enough.
-fn product(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, lhs: Mat<'_>, rhs: Mat<'_>) {
+pub(super) fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    acc: bool,
+    lhs: Mat<'_>,
+    rhs: Mat<'_>,
+) {
     if rayon::current_num_threads() < 2 || m < 2 || m * n * k < PARALLEL_MIN_MACS {
         matmul(m, n, k, dst, acc, lhs, rhs, Parallelism::None);
         return;

@@ -5,6 +5,8 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::conv::{ConvGeom, conv2d_forward};
 use super::dense::{DenseGeom, DenseSaved, dense_forward};
+use super::energy::{EnergyGeom, EnergySaved, energy_score_forward};
+use super::jvp::{JvpGeom, JvpSaved, jvp_forward};
 use super::norm::{NormGeom, NormStats, group_norm_forward};
 
 /// The tensor's values as a host vector (no copy on Flex when the tensor is contiguous and
@@ -124,4 +126,63 @@ pub(super) fn sin_cos_features<P: Backend>(
         },
     );
     from_host(out, [n, 2 * half], &dev)
+}
+
+/// The parameters of an energy MLP on a CPU backend `P`: hidden weights and biases, output
+/// weight (`[width_L, 1]`).
+pub(super) struct EnergyParams<P: Backend> {
+    pub(super) weights: Vec<Tensor<P, 2>>,
+    pub(super) biases: Vec<Tensor<P, 1>>,
+    pub(super) w_out: Tensor<P, 2>,
+}
+
+/// `−∇x E(x)` of an energy MLP on the host ([`super::energy`]), for a CPU backend `P`, with what
+/// its backward needs when `save`.
+pub(super) fn energy_score<P: Backend>(
+    g: &EnergyGeom,
+    x: Tensor<P, 2>,
+    params: EnergyParams<P>,
+    save: bool,
+) -> (Tensor<P, 2>, EnergySaved) {
+    let dev = x.device();
+    let ws: Vec<Vec<f32>> = params.weights.into_iter().map(to_host).collect();
+    let bs: Vec<Vec<f32>> = params.biases.into_iter().map(to_host).collect();
+    let w_out = to_host(params.w_out);
+    let wr: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
+    let br: Vec<&[f32]> = bs.iter().map(Vec::as_slice).collect();
+    let (s, saved) = with_values(x, |x| energy_score_forward(g, x, &wr, &br, &w_out, save));
+    (from_host(s, [g.n, g.score_cols], &dev), saved)
+}
+
+/// The parameters of an MLP with an output layer on a CPU backend `P`.
+pub(super) struct MlpParams<P: Backend> {
+    pub(super) weights: Vec<Tensor<P, 2>>,
+    pub(super) biases: Vec<Tensor<P, 1>>,
+    pub(super) w_out: Tensor<P, 2>,
+    pub(super) b_out: Tensor<P, 1>,
+}
+
+/// `[y | q]` (`[n, x_cols + 1]`) of [`super::jvp`] on the host, for a CPU backend `P`, with what
+/// its backward needs when `save`.
+pub(super) fn output_and_quadratic_form<P: Backend>(
+    g: &JvpGeom,
+    h0: Tensor<P, 2>,
+    v: &[f32],
+    params: MlpParams<P>,
+    save: bool,
+) -> (Tensor<P, 2>, JvpSaved) {
+    let dev = h0.device();
+    let ws: Vec<Vec<f32>> = params.weights.into_iter().map(to_host).collect();
+    let bs: Vec<Vec<f32>> = params.biases.into_iter().map(to_host).collect();
+    let (wo, bo) = (to_host(params.w_out), to_host(params.b_out));
+    let wr: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
+    let br: Vec<&[f32]> = bs.iter().map(Vec::as_slice).collect();
+    let (y, q, saved) = with_values(h0, |h0| jvp_forward(g, h0, v, &wr, &br, &wo, &bo, save));
+    let xc = g.x_cols;
+    let mut out = Vec::with_capacity(g.n * (xc + 1));
+    for (row, qv) in y.chunks_exact(xc).zip(q) {
+        out.extend_from_slice(row);
+        out.push(qv);
+    }
+    (from_host(out, [g.n, xc + 1], &dev), saved)
 }

@@ -24,9 +24,13 @@
 //! [`adam_update`] runs Adam's update of one parameter as one host pass, for an optimiser to
 //! call on the CPU backends (score-train's trainer does).
 //!
-//! The dense layer's backward is first-order only; a second-order loss differentiates the network on
-//! `Autodiff<Autodiff<P>>`, which is not one of the backends above, so it keeps burn's
-//! twice-differentiable ops.
+//! The dense layer's backward is first-order only; a second-order loss that differentiates the
+//! network on `Autodiff<Autodiff<P>>`, which is not one of the backends above, keeps burn's
+//! twice-differentiable ops. Two second-order quantities have their own host ops instead, whose
+//! backward is the hand-derived second derivative, so no nesting is needed:
+//! [`energy_mlp_score`] (the score `−∇x E` of an energy MLP, for denoising score matching of
+//! energy networks) and [`mlp_output_and_quadratic_form`] (an MLP's output with `vᵀ(∂f/∂x)v`,
+//! for explicit and sliced score matching).
 //!
 //! The kernels are deterministic for a given thread count: work is split over fixed chunks of
 //! the batch and reductions sum their partials in a fixed order.
@@ -34,6 +38,8 @@
 pub mod adam;
 pub mod conv;
 pub mod dense;
+pub mod energy;
+pub mod jvp;
 pub mod norm;
 pub mod vmath;
 
@@ -50,6 +56,8 @@ use burn::tensor::{DType, Tensor, activation, backend::Backend};
 
 use conv::ConvGeom;
 use dense::{DenseAct, DenseGeom};
+use energy::EnergyGeom;
+use jvp::JvpGeom;
 use norm::NormGeom;
 
 thread_local! {
@@ -349,6 +357,253 @@ pub fn dense<B: Backend>(
     Err(x)
 }
 
+/// Hidden layers the host energy-MLP score takes (its autodiff op has one parent count per depth).
+const ENERGY_MAX_LAYERS: usize = 4;
+
+/// The widths of the hidden `layers` on an input of `d` features, where the host kernels take
+/// them: 1 to [`ENERGY_MAX_LAYERS`] layers, each with a bias, chained, in `f32`.
+fn hidden_widths<B: Backend>(layers: &[Linear<B>], d: usize) -> Option<Vec<usize>> {
+    if layers.is_empty() || layers.len() > ENERGY_MAX_LAYERS {
+        return None;
+    }
+    let mut widths = Vec::with_capacity(layers.len());
+    let mut fan_in = d;
+    for l in layers {
+        let w = l.weight.val();
+        let b = l.bias.as_ref()?.val();
+        let [wk, m] = w.dims();
+        if wk != fan_in || b.dims() != [m] || w.dtype() != DType::F32 || b.dtype() != DType::F32 {
+            return None;
+        }
+        widths.push(m);
+        fan_in = m;
+    }
+    Some(widths)
+}
+
+/// The geometry of the energy MLP `layers` → `output` applied to `x`, where the host kernels can
+/// compute its score.
+fn energy_geometry<B: Backend>(
+    layers: &[Linear<B>],
+    output: &Linear<B>,
+    act: DenseAct,
+    x: &Tensor<B, 2>,
+    score_cols: usize,
+) -> Option<EnergyGeom> {
+    let [n, d] = x.dims();
+    if x.dtype() != DType::F32 || !(1..=d).contains(&score_cols) {
+        return None;
+    }
+    let widths = hidden_widths(layers, d)?;
+    let wo = output.weight.val();
+    let last = *widths.last()?;
+    (wo.dims() == [last, 1] && wo.dtype() == DType::F32).then_some(EnergyGeom {
+        n,
+        d,
+        score_cols,
+        widths,
+        act,
+    })
+}
+
+/// Runs the host energy-MLP score if `B` is the CPU backend `P` or `Autodiff<P>`.
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn try_energy<B: Backend, P: Backend>(
+    g: &EnergyGeom,
+    layers: &[Linear<B>],
+    output: &Linear<B>,
+    x: &Tensor<B, 2>,
+) -> Option<Tensor<B, 2>> {
+    use burn::backend::Autodiff;
+    let bias = |l: &Linear<B>| l.bias.as_ref().expect("checked by energy_geometry").val();
+    if same::<B, P>() {
+        let params = host::EnergyParams::<P> {
+            weights: layers.iter().map(|l| cast(l.weight.val())).collect(),
+            biases: layers.iter().map(|l| cast(bias(l))).collect(),
+            w_out: cast(output.weight.val()),
+        };
+        let (s, _) = host::energy_score::<P>(g, cast(x.clone()), params, false);
+        Some(cast(s))
+    } else if same::<B, Autodiff<P>>() {
+        let params = autodiff::TrackedEnergyParams::<P> {
+            weights: layers.iter().map(|l| cast(l.weight.val())).collect(),
+            biases: layers.iter().map(|l| cast(bias(l))).collect(),
+            w_out: cast(output.weight.val()),
+        };
+        let (g, x) = (g.clone(), cast(x.clone()));
+        let s = match layers.len() {
+            1 => autodiff::energy_score::<P, 4>(g, x, params),
+            2 => autodiff::energy_score::<P, 6>(g, x, params),
+            3 => autodiff::energy_score::<P, 8>(g, x, params),
+            4 => autodiff::energy_score::<P, 10>(g, x, params),
+            _ => unreachable!("energy_geometry admits 1..={ENERGY_MAX_LAYERS} layers"),
+        };
+        Some(cast(s))
+    } else {
+        None
+    }
+}
+
+/// The score of the energy MLP whose hidden layers `layers` are each followed by `act` and whose
+/// scalar output layer is `output`: `−∂E/∂input` in the first `score_cols` columns of `input`
+/// (all of them for `E(x)`; those of `x` for an input `[x | e]` that carries a condition `e`),
+/// on the host kernels of [`energy`](mod@energy) where the backend allows it (see the
+/// [module documentation](self)); `None` where autodiff of the energy must compute it.
+///
+/// On `Autodiff<P>` the score is one op whose backward gives the parameters and `x` the
+/// gradients of a loss on the score (second derivatives of `E`, computed without nested
+/// autodiff); the output layer's bias has no effect on the score and gets no gradient. The op is
+/// first order: a loss that differentiates the score again in `x` (explicit score matching of an
+/// energy) keeps nested autodiff.
+///
+/// Taken for 1 to 4 hidden layers with biases, `f32` values and SiLU, tanh or no activation.
+///
+/// # Shapes
+/// - `input`: `[n, d]`; output `[n, score_cols]`.
+pub fn energy_mlp_score<B: Backend>(
+    layers: &[Linear<B>],
+    output: &Linear<B>,
+    act: DenseAct,
+    input: &Tensor<B, 2>,
+    score_cols: usize,
+) -> Option<Tensor<B, 2>> {
+    if !fast_ops_enabled() {
+        return None;
+    }
+    let x = input;
+    let g = energy_geometry(layers, output, act, x, score_cols)?;
+    #[cfg(feature = "flex")]
+    if let Some(s) = try_energy::<B, burn::backend::Flex>(&g, layers, output, x) {
+        return Some(s);
+    }
+    #[cfg(feature = "ndarray")]
+    if let Some(s) = try_energy::<B, burn::backend::NdArray<f32>>(&g, layers, output, x) {
+        return Some(s);
+    }
+    let _ = (g, layers, output, x);
+    None
+}
+
+/// The geometry of the MLP `layers` → `output` on `input` with `x_cols` columns of `x`, where
+/// the host quadratic-form kernels can compute it.
+fn jvp_geometry<B: Backend>(
+    layers: &[Linear<B>],
+    output: &Linear<B>,
+    act: DenseAct,
+    input: &Tensor<B, 2>,
+    x_cols: usize,
+) -> Option<JvpGeom> {
+    let [n, d] = input.dims();
+    if input.dtype() != DType::F32 || !(1..=d).contains(&x_cols) {
+        return None;
+    }
+    let widths = hidden_widths(layers, d)?;
+    let (wo, bo) = (output.weight.val(), output.bias.as_ref()?.val());
+    let last = *widths.last()?;
+    let f32s = wo.dtype() == DType::F32 && bo.dtype() == DType::F32;
+    (f32s && wo.dims() == [last, x_cols] && bo.dims() == [x_cols]).then_some(JvpGeom {
+        n,
+        d,
+        x_cols,
+        widths,
+        act,
+    })
+}
+
+/// Runs the host output and quadratic form (`[y | q]`) if `B` is the CPU backend `P` or
+/// `Autodiff<P>`.
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn try_jvp<B: Backend, P: Backend>(
+    g: &JvpGeom,
+    layers: &[Linear<B>],
+    output: &Linear<B>,
+    input: &Tensor<B, 2>,
+    v: &Tensor<B, 2>,
+) -> Option<Tensor<B, 2>> {
+    use burn::backend::Autodiff;
+    let bias = |l: &Linear<B>| l.bias.as_ref().expect("checked by jvp_geometry").val();
+    let host_v = || {
+        v.clone()
+            .into_data()
+            .into_vec::<f32>()
+            .expect("checked f32 by the caller")
+    };
+    if same::<B, P>() {
+        let params = host::MlpParams::<P> {
+            weights: layers.iter().map(|l| cast(l.weight.val())).collect(),
+            biases: layers.iter().map(|l| cast(bias(l))).collect(),
+            w_out: cast(output.weight.val()),
+            b_out: cast(bias(output)),
+        };
+        let v = host_v();
+        let (y, _) =
+            host::output_and_quadratic_form::<P>(g, cast(input.clone()), &v, params, false);
+        Some(cast(y))
+    } else if same::<B, Autodiff<P>>() {
+        let params = autodiff::TrackedMlpParams::<P> {
+            weights: layers.iter().map(|l| cast(l.weight.val())).collect(),
+            biases: layers.iter().map(|l| cast(bias(l))).collect(),
+            w_out: cast(output.weight.val()),
+            b_out: cast(bias(output)),
+        };
+        let (g, h0, v) = (g.clone(), cast(input.clone()), host_v());
+        let y = match layers.len() {
+            1 => autodiff::output_and_quadratic_form::<P, 5>(g, h0, v, params),
+            2 => autodiff::output_and_quadratic_form::<P, 7>(g, h0, v, params),
+            3 => autodiff::output_and_quadratic_form::<P, 9>(g, h0, v, params),
+            4 => autodiff::output_and_quadratic_form::<P, 11>(g, h0, v, params),
+            _ => unreachable!("hidden_widths admits 1..={ENERGY_MAX_LAYERS} layers"),
+        };
+        Some(cast(y))
+    } else {
+        None
+    }
+}
+
+/// The output `y = f(input)` of the MLP whose hidden layers `layers` are each followed by `act`
+/// and whose output layer is `output`, and the quadratic form `q = vᵀ·(∂y/∂x)·v` of its
+/// Jacobian in `x`, the first `v.dims()[1]` columns of `input` (the rest may carry a
+/// condition), on the host kernels of [`jvp`](mod@jvp) where the backend allows it (see the
+/// [module documentation](self)); `None` where autodiff must compute them.
+///
+/// Summed over the basis vectors, `q` is the Jacobian's trace (explicit score matching); for
+/// random `v` it is sliced score matching's projection. On `Autodiff<P>` both come from one op
+/// whose backward gives the parameters and `input` their gradients (second derivatives of the
+/// network, without nested autodiff); `v` is a constant. The output layer must be as wide as
+/// `x`. Taken for 1 to 4 hidden layers with biases, `f32` values and SiLU, tanh or no
+/// activation.
+///
+/// # Shapes
+/// - `input`: `[n, d]`, `v`: `[n, x_cols]` with `x_cols ≤ d`; outputs `[n, x_cols]` and `[n]`.
+pub fn mlp_output_and_quadratic_form<B: Backend>(
+    layers: &[Linear<B>],
+    output: &Linear<B>,
+    act: DenseAct,
+    input: &Tensor<B, 2>,
+    v: &Tensor<B, 2>,
+) -> Option<(Tensor<B, 2>, Tensor<B, 1>)> {
+    if !fast_ops_enabled() || v.dtype() != DType::F32 || v.dims()[0] != input.dims()[0] {
+        return None;
+    }
+    let x_cols = v.dims()[1];
+    let g = jvp_geometry(layers, output, act, input, x_cols)?;
+    let both = {
+        #[cfg(feature = "flex")]
+        let both = try_jvp::<B, burn::backend::Flex>(&g, layers, output, input, v);
+        #[cfg(not(feature = "flex"))]
+        let both = None;
+        #[cfg(feature = "ndarray")]
+        let both = both
+            .or_else(|| try_jvp::<B, burn::backend::NdArray<f32>>(&g, layers, output, input, v));
+        both
+    };
+    let both = both?;
+    let n = g.n;
+    let y = both.clone().narrow(1, 0, x_cols);
+    let q = both.narrow(1, x_cols, 1).reshape([n]);
+    Some((y, q))
+}
+
 /// The host features if `B` is the CPU backend `P`, or `Autodiff<P>` with neither input in a
 /// graph (the features are then a constant of the graph).
 #[cfg(any(feature = "flex", feature = "ndarray"))]
@@ -408,6 +663,30 @@ pub fn sin_cos_features<B: Backend>(
     }
     let _ = (t, scale, freqs, cos_first);
     None
+}
+
+/// Whether `B` is one of the backends the host kernels run on (`Flex`, `NdArray<f32>` and
+/// `Autodiff` of each, as compiled in) and they are not switched off on this thread
+/// ([`with_reference_ops`]): a cheap check before preparing a fast op's inputs.
+pub fn host_ops_backend<B: Backend>() -> bool {
+    if !fast_ops_enabled() {
+        return false;
+    }
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::{Autodiff, Flex};
+        if same::<B, Flex>() || same::<B, Autodiff<Flex>>() {
+            return true;
+        }
+    }
+    #[cfg(feature = "ndarray")]
+    {
+        use burn::backend::{Autodiff, NdArray};
+        if same::<B, NdArray<f32>>() || same::<B, Autodiff<NdArray<f32>>>() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether [`adam_update`] runs on the host for this tensor: `B` is one of the CPU backends

@@ -177,7 +177,8 @@ pub(crate) fn host_vector<B: Backend>(v: &[f64], device: &B::Device) -> Tensor<B
 }
 
 /// The score `s = S(x_rep)` of the lifted model, read back on `B`, and the quadratic forms
-/// `vᵀ (∂s/∂x) v` of each row, by one forward and one backward pass on `Autodiff<B>`.
+/// `vᵀ (∂s/∂x) v` of each row, by one forward and one backward pass on `Autodiff<B>` — or by the
+/// model itself where the view has a direct form ([`LiftedScoreView::direct_quadratic_form`]).
 ///
 /// Rows are independent samples (the networks here have no batch coupling), so the gradient of
 /// `Σ_rows s·v` with respect to `x` is `(∂s/∂x)ᵀ v` row by row; both results keep `B`'s graph to
@@ -196,6 +197,9 @@ where
     B: Backend,
     V: LiftedScoreView<B, M, D>,
 {
+    if let Some(both) = view.direct_quadratic_form(model, &x, &t, &v) {
+        return both;
+    }
     let x_outer = Tensor::<Lifted<B>, D>::from_inner(x).require_grad();
     let s_outer = view.lifted_score(model, x_outer.clone(), Tensor::from_inner(t));
     let v_outer = Tensor::<Lifted<B>, D>::from_inner(v.clone());
