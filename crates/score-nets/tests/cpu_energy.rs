@@ -7,9 +7,8 @@
 //! `cpu_ops::energy`'s unit tests.
 
 use burn::backend::{Autodiff, Flex, NdArray};
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use score_core::{EnergyFn, energy_score};
 use score_nets::cpu_ops::with_reference_ops;
@@ -18,7 +17,7 @@ use score_nets::{
 };
 
 mod common;
-use common::{assert_close, values};
+use common::{assert_close, param_grads, values};
 
 fn tensor<B: Backend, const D: usize>(
     v: Vec<f32>,
@@ -124,28 +123,6 @@ fn check_against_nested_autodiff<B: Backend>(dev: &B::Device) {
             assert_close(&format!("{what}: energy_score"), via, reference);
         }
     }
-}
-
-/// Every parameter's gradient in `grads`, in visiting order (`None` where it has none).
-fn param_grads<B: Backend, M: Module<Autodiff<B>>>(
-    model: &M,
-    grads: &<Autodiff<B> as AutodiffBackend>::Gradients,
-) -> Vec<Option<Vec<f32>>> {
-    struct Collect<'a, B: Backend>(
-        &'a <Autodiff<B> as AutodiffBackend>::Gradients,
-        Vec<Option<Vec<f32>>>,
-    );
-    impl<B: Backend> ModuleVisitor<Autodiff<B>> for Collect<'_, B> {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Autodiff<B>, D>>) {
-            let g = p
-                .grad(self.0)
-                .map(|g| g.into_data().to_vec::<f32>().unwrap());
-            self.1.push(g);
-        }
-    }
-    let mut c = Collect::<B>(grads, Vec::new());
-    model.visit(&mut c);
-    c.1
 }
 
 /// The noise-conditional energy (`[x | emb(σ)]` into the MLP): the host score in the columns

@@ -6,14 +6,13 @@
 //! and central differences in `cpu_ops::jvp`'s unit tests.
 
 use burn::backend::{Autodiff, Flex, NdArray};
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
-use burn::tensor::backend::AutodiffBackend;
+use burn::module::AutodiffModule;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use score_nets::cpu_ops::with_reference_ops;
 use score_nets::{Activation, Conditioning, TimeEmbeddingConfig, TimeMlp, TimeMlpConfig, TimeNet};
 
 mod common;
-use common::{assert_close, values};
+use common::{assert_close, param_grads, values};
 
 fn tensor<B: Backend, const D: usize>(
     v: Vec<f32>,
@@ -21,28 +20,6 @@ fn tensor<B: Backend, const D: usize>(
     dev: &B::Device,
 ) -> Tensor<B, D> {
     Tensor::from_data(TensorData::new(v, shape), dev)
-}
-
-/// Every parameter's gradient in `grads`, in visiting order (`None` where it has none).
-fn param_grads<B: Backend, M: Module<Autodiff<B>>>(
-    model: &M,
-    grads: &<Autodiff<B> as AutodiffBackend>::Gradients,
-) -> Vec<Option<Vec<f32>>> {
-    struct Collect<'a, B: Backend>(
-        &'a <Autodiff<B> as AutodiffBackend>::Gradients,
-        Vec<Option<Vec<f32>>>,
-    );
-    impl<B: Backend> ModuleVisitor<Autodiff<B>> for Collect<'_, B> {
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Autodiff<B>, D>>) {
-            let g = p
-                .grad(self.0)
-                .map(|g| g.into_data().to_vec::<f32>().unwrap());
-            self.1.push(g);
-        }
-    }
-    let mut c = Collect::<B>(grads, Vec::new());
-    model.visit(&mut c);
-    c.1
 }
 
 /// `f(x, t)` and `vᵀ(∂f/∂x)v` by nested autodiff: the network one level up, one backward pass
@@ -150,8 +127,8 @@ fn host_quadratic_form_matches_nested_autodiff_on_ndarray() {
     check_against_nested_autodiff::<NdArray<f32>>(&Default::default());
 }
 
-/// Conditioning other than concatenation, softplus, an output narrower than `x`, and the
-/// reference ops: `None`, and autodiff computes it.
+/// Conditioning other than concatenation, softplus, an output narrower than `x`, a tracked `v`
+/// and the reference ops: `None`, and autodiff computes it.
 #[test]
 fn host_quadratic_form_declines_what_it_does_not_compute() {
     type A = Autodiff<Flex>;
@@ -171,5 +148,8 @@ fn host_quadratic_form_declines_what_it_does_not_compute() {
     assert!(declines(cfg.clone().with_output_dim(Some(1))));
     let ok = cfg.init::<A>(&dev).unwrap();
     assert!(ok.output_and_quadratic_form(&x, &t, &v).is_some());
+    // A `v` that needs its own gradient.
+    let tracked_v = v.clone().require_grad();
+    assert!(ok.output_and_quadratic_form(&x, &t, &tracked_v).is_none());
     assert!(with_reference_ops(|| ok.output_and_quadratic_form(&x, &t, &v)).is_none());
 }

@@ -11,9 +11,9 @@ use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 
 use super::conv::{ConvGeom, conv2d_backward};
 use super::dense::{DenseGeom, DenseSaved, dense_backward};
-use super::energy::{EnergyGeom, EnergySaved, energy_score_backward};
+use super::energy::{EnergySaved, MlpGeom, energy_score_backward};
 use super::host::{EnergyParams, MlpParams, from_host, to_host, with_values};
-use super::jvp::{JvpGeom, JvpSaved, jvp_backward};
+use super::jvp::{JvpSaved, jvp_backward};
 use super::norm::{NormGeom, NormStats, group_norm_backward};
 
 /// Registers a host gradient for `node`, where the node is tracked and the gradient was computed.
@@ -262,7 +262,7 @@ struct HostEnergyScoreBackward<const N: usize>;
 
 impl<P: Backend, const N: usize> Backward<P, N> for HostEnergyScoreBackward<N> {
     type State = (
-        EnergyGeom,
+        MlpGeom,
         P::FloatTensorPrimitive,
         Vec<P::FloatTensorPrimitive>,
         EnergySaved,
@@ -308,7 +308,7 @@ pub(super) struct TrackedEnergyParams<P: Backend> {
 /// (first order in the parameters and `x`: what a loss on the score needs). `N` must be
 /// `2·layers + 2`.
 pub(super) fn energy_score<P: Backend, const N: usize>(
-    g: EnergyGeom,
+    g: MlpGeom,
     x: Tensor<Autodiff<P>, 2>,
     params: TrackedEnergyParams<P>,
 ) -> Tensor<Autodiff<P>, 2> {
@@ -378,7 +378,7 @@ pub(super) fn energy_score<P: Backend, const N: usize>(
 struct HostJvpBackward<const N: usize>;
 
 type JvpState<P> = (
-    JvpGeom,
+    MlpGeom,
     <P as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive,
     Vec<f32>,
     Vec<<P as burn::tensor::backend::BackendTypes>::FloatTensorPrimitive>,
@@ -447,7 +447,7 @@ pub(super) struct TrackedMlpParams<P: Backend> {
 /// (first order in the parameters and the input; `v` is a constant). `N` must be
 /// `2·layers + 3`.
 pub(super) fn output_and_quadratic_form<P: Backend, const N: usize>(
-    g: JvpGeom,
+    g: MlpGeom,
     h0: Tensor<Autodiff<P>, 2>,
     v: Vec<f32>,
     params: TrackedMlpParams<P>,

@@ -222,17 +222,9 @@ pub fn dense_backward(
 mod tests {
     use super::*;
 
+    /// Fixed values in [−1.5, 1.5].
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        // A small LCG: fixed, varied values in [-1.5, 1.5].
-        let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
-            })
-            .collect()
+        crate::cpu_ops::testing::values(len, seed, 1.5)
     }
 
     fn act_f64(act: DenseAct, z: f64) -> f64 {

@@ -32,24 +32,25 @@ use super::conv::Mat;
 use super::dense::{DenseAct, product};
 use super::vmath;
 
-/// The shape of an energy MLP: input `[n, d]`, hidden widths `widths[k]`, one activation after
-/// every hidden layer, scalar output; the score is the gradient in the first `score_cols` input
-/// columns (all of them, or `x` of an input `[x | e]` whose other columns carry a condition).
+/// The shape of an MLP on the host: input `[n, d]` whose first `x_cols` columns are `x` (the
+/// rest may carry a condition), hidden widths `widths[k]`, one activation after every hidden
+/// layer. For the energy score the output is a scalar and the score is taken in the `x`
+/// columns; for the quadratic form ([`super::jvp`]) the output has `x_cols` columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnergyGeom {
+pub struct MlpGeom {
     /// Rows (the batch).
     pub n: usize,
-    /// Input features.
+    /// Input features (`x` and any condition).
     pub d: usize,
-    /// Leading input columns the score is taken in (`1..=d`).
-    pub score_cols: usize,
+    /// Leading input columns that are `x` (`1..=d`).
+    pub x_cols: usize,
     /// Width of each hidden layer, input first (at least one).
     pub widths: Vec<usize>,
     /// The activation after every hidden layer.
     pub act: DenseAct,
 }
 
-impl EnergyGeom {
+impl MlpGeom {
     /// Input width of hidden layer `k` (0-based).
     pub fn fan_in(&self, k: usize) -> usize {
         if k == 0 { self.d } else { self.widths[k - 1] }
@@ -114,7 +115,7 @@ pub(super) fn activate(act: DenseAct, z: &mut [f32], a1: &mut [f32], a2: &mut [f
     }
 }
 
-fn rows(data: &[f32], cols: usize) -> Mat<'_> {
+pub(super) fn rows(data: &[f32], cols: usize) -> Mat<'_> {
     Mat {
         data,
         rs: cols,
@@ -123,7 +124,7 @@ fn rows(data: &[f32], cols: usize) -> Mat<'_> {
 }
 
 /// The transpose of a row-major `[r, cols]` matrix, as a view.
-fn transposed(data: &[f32], cols: usize) -> Mat<'_> {
+pub(super) fn transposed(data: &[f32], cols: usize) -> Mat<'_> {
     Mat {
         data,
         rs: 1,
@@ -137,7 +138,7 @@ fn transposed(data: &[f32], cols: usize) -> Mat<'_> {
 /// # Panics
 /// If a slice's length does not match `g`.
 pub fn energy_score_forward(
-    g: &EnergyGeom,
+    g: &MlpGeom,
     x: &[f32],
     ws: &[&[f32]],
     bs: &[&[f32]],
@@ -146,7 +147,7 @@ pub fn energy_score_forward(
 ) -> (Vec<f32>, EnergySaved) {
     let (n, layers) = (g.n, g.widths.len());
     assert!(layers >= 1, "energy MLP without hidden layers");
-    assert!((1..=g.d).contains(&g.score_cols), "energy score columns");
+    assert!((1..=g.d).contains(&g.x_cols), "energy score columns");
     assert_eq!(x.len(), n * g.d, "energy input");
     assert!(ws.len() == layers && bs.len() == layers, "energy layers");
     assert_eq!(w_out.len(), g.widths[layers - 1], "energy output weight");
@@ -207,7 +208,7 @@ pub fn energy_score_forward(
         deltas[k] = delta;
         ga2s[k] = ga2;
     }
-    let (d, sc) = (g.d, g.score_cols);
+    let (d, sc) = (g.d, g.x_cols);
     let mut gk = if sc == d {
         gk
     } else {
@@ -295,7 +296,7 @@ pub(super) fn mul_add_assign(out: &mut [f32], a: &[f32], b: &[f32]) {
 /// # Panics
 /// If `saved` was not kept (`save = false`) or a length does not match `g`.
 pub fn energy_score_backward(
-    g: &EnergyGeom,
+    g: &MlpGeom,
     x: &[f32],
     ws: &[&[f32]],
     saved: &EnergySaved,
@@ -303,7 +304,7 @@ pub fn energy_score_backward(
     need_x: bool,
 ) -> EnergyGrads {
     let (n, layers) = (g.n, g.widths.len());
-    assert_eq!(v.len(), n * g.score_cols, "energy score gradient");
+    assert_eq!(v.len(), n * g.x_cols, "energy score gradient");
     assert_eq!(
         saved.delta.len(),
         layers,
@@ -313,8 +314,8 @@ pub fn energy_score_backward(
     let mut zbars = Vec::with_capacity(layers);
     // Up the score's backward sweep: ḡ₀ = −v, zero in the condition's columns.
     let mut gbar = vec![0.0f32; n * g.d];
-    for (row, vr) in gbar.chunks_exact_mut(g.d).zip(v.chunks_exact(g.score_cols)) {
-        row[..g.score_cols]
+    for (row, vr) in gbar.chunks_exact_mut(g.d).zip(v.chunks_exact(g.x_cols)) {
+        row[..g.x_cols]
             .iter_mut()
             .zip(vr)
             .for_each(|(a, &b)| *a = -b);
@@ -393,19 +394,7 @@ pub fn energy_score_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-        // A small LCG: fixed, varied values in [-scale, scale].
-        let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-            })
-            .collect()
-    }
+    use crate::cpu_ops::testing::{assert_gradients, f64s, geometries, mlp_params, values};
 
     fn act64(act: DenseAct, z: f64) -> (f64, f64) {
         match act {
@@ -421,8 +410,8 @@ mod tests {
     /// The parameters as f64: `[x, W₁, b₁, …, W_L, b_L, w]`.
     type Params = Vec<Vec<f64>>;
 
-    /// `s = −∇x E` in f64 (its first `score_cols` columns), by the textbook backward sweep.
-    fn score64(g: &EnergyGeom, p: &Params) -> Vec<f64> {
+    /// `s = −∇x E` in f64 (its first `x_cols` columns), by the textbook backward sweep.
+    fn score64(g: &MlpGeom, p: &Params) -> Vec<f64> {
         let (n, layers) = (g.n, g.widths.len());
         let mut h = p[0].clone();
         let mut d1s = Vec::new();
@@ -457,90 +446,47 @@ mod tests {
             gk = below;
         }
         gk.chunks_exact(g.d)
-            .flat_map(|row| &row[..g.score_cols])
+            .flat_map(|row| &row[..g.x_cols])
             .map(|v| -v)
             .collect()
     }
 
     #[test]
     fn score_and_its_gradients_match_f64_and_central_differences() {
-        for act in [DenseAct::Silu, DenseAct::Tanh, DenseAct::Identity] {
-            // The last case takes the score in 2 of 3 input columns (a condition in the third).
-            for (n, d, sc, widths) in [
-                (1, 1, 1, vec![1]),
-                (5, 2, 2, vec![7, 4]),
-                (9, 3, 3, vec![6, 5, 8]),
-                (6, 3, 2, vec![5, 4]),
-            ] {
-                let g = EnergyGeom {
-                    n,
-                    d,
-                    score_cols: sc,
-                    widths: widths.clone(),
-                    act,
-                };
-                let layers = widths.len();
-                let mut p32 = vec![values(n * d, 1, 1.5)];
-                for (k, &m) in widths.iter().enumerate() {
-                    let kin = g.fan_in(k);
-                    p32.push(values(kin * m, 10 + k as u64, 0.9));
-                    p32.push(values(m, 20 + k as u64, 0.5));
-                }
-                p32.push(values(widths[layers - 1], 30, 1.0));
-                let v = values(n * sc, 40, 1.0);
-                let ws: Vec<&[f32]> = (0..layers).map(|k| &p32[1 + 2 * k][..]).collect();
-                let bs: Vec<&[f32]> = (0..layers).map(|k| &p32[2 + 2 * k][..]).collect();
-                let (s, saved) =
-                    energy_score_forward(&g, &p32[0], &ws, &bs, &p32[1 + 2 * layers], true);
-                let p64: Params = p32
-                    .iter()
-                    .map(|a| a.iter().map(|&b| b as f64).collect())
-                    .collect();
-                let want = score64(&g, &p64);
-                for (i, (&a, &b)) in s.iter().zip(&want).enumerate() {
-                    // f32 products over ≤ 8 terms of size ≤ 1.5: ~1e-6 absolute.
-                    assert!(
-                        (a as f64 - b).abs() < 2e-5 * (1.0 + b.abs()),
-                        "{g:?} s[{i}]"
-                    );
-                }
-                let (s2, _) =
-                    energy_score_forward(&g, &p32[0], &ws, &bs, &p32[1 + 2 * layers], false);
-                assert_eq!(s, s2, "saving changes nothing");
-                let grads = energy_score_backward(&g, &p32[0], &ws, &saved, &v, true);
-                let mut got = vec![grads.x.clone().unwrap()];
-                for k in 0..layers {
-                    got.push(grads.weights[k].clone());
-                    got.push(grads.biases[k].clone());
-                }
-                got.push(grads.w_out.clone());
-                // L = Σ v ⊙ s by central differences in f64, step 1e-4: truncation O(h²) ≈
-                // 1e-8, so the bound is the f32 backward's rounding.
-                let objective = |p: &Params| {
-                    score64(&g, p)
-                        .iter()
-                        .zip(&v)
-                        .map(|(a, &b)| a * b as f64)
-                        .sum::<f64>()
-                };
-                let h = 1e-4;
-                for (which, gv) in got.iter().enumerate() {
-                    assert_eq!(gv.len(), p64[which].len(), "{g:?} gradient {which}");
-                    for (idx, &gval) in gv.iter().enumerate() {
-                        let (mut up, mut down) = (p64.clone(), p64.clone());
-                        up[which][idx] += h;
-                        down[which][idx] -= h;
-                        let fd = (objective(&up) - objective(&down)) / (2.0 * h);
-                        assert!(
-                            (gval as f64 - fd).abs() < 1e-4 * (1.0 + fd.abs()),
-                            "{g:?} gradient {which}[{idx}] = {gval}, central difference {fd}"
-                        );
-                    }
-                }
-                let again = energy_score_backward(&g, &p32[0], &ws, &saved, &v, false);
-                assert!(again.x.is_none());
-                assert_eq!(again.weights, grads.weights, "bit-identical rerun");
+        for g in geometries() {
+            let layers = g.widths.len();
+            let p32 = mlp_params(&g, 1, false);
+            let v = values(g.n * g.x_cols, 40, 1.0);
+            let ws: Vec<&[f32]> = (0..layers).map(|k| &p32[1 + 2 * k][..]).collect();
+            let bs: Vec<&[f32]> = (0..layers).map(|k| &p32[2 + 2 * k][..]).collect();
+            let wo = &p32[1 + 2 * layers];
+            let (s, saved) = energy_score_forward(&g, &p32[0], &ws, &bs, wo, true);
+            let p64: Params = p32.iter().map(|a| f64s(a)).collect();
+            for (i, (&a, b)) in s.iter().zip(score64(&g, &p64)).enumerate() {
+                // f32 products over ≤ 8 terms of size ≤ 1.5: ~1e-6 absolute.
+                assert!(
+                    (a as f64 - b).abs() < 2e-5 * (1.0 + b.abs()),
+                    "{g:?} s[{i}]"
+                );
             }
+            let (s2, _) = energy_score_forward(&g, &p32[0], &ws, &bs, wo, false);
+            assert_eq!(s, s2, "saving changes nothing");
+            let grads = energy_score_backward(&g, &p32[0], &ws, &saved, &v, true);
+            let mut got = vec![grads.x.clone().unwrap()];
+            for k in 0..layers {
+                got.push(grads.weights[k].clone());
+                got.push(grads.biases[k].clone());
+            }
+            got.push(grads.w_out.clone());
+            // L = Σ v ⊙ s.
+            let objective = |p: &[Vec<f64>]| {
+                let s = score64(&g, &p.to_vec());
+                s.iter().zip(&v).map(|(a, &b)| a * b as f64).sum::<f64>()
+            };
+            assert_gradients(&format!("{g:?}"), &got, &p64, objective, 1e-4);
+            let again = energy_score_backward(&g, &p32[0], &ws, &saved, &v, false);
+            assert!(again.x.is_none());
+            assert_eq!(again.weights, grads.weights, "bit-identical rerun");
         }
     }
 

@@ -5,8 +5,8 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 use super::conv::{ConvGeom, conv2d_forward};
 use super::dense::{DenseGeom, DenseSaved, dense_forward};
-use super::energy::{EnergyGeom, EnergySaved, energy_score_forward};
-use super::jvp::{JvpGeom, JvpSaved, jvp_forward};
+use super::energy::{EnergySaved, MlpGeom, energy_score_forward};
+use super::jvp::{JvpSaved, jvp_forward};
 use super::norm::{NormGeom, NormStats, group_norm_forward};
 
 /// The tensor's values as a host vector (no copy on Flex when the tensor is contiguous and
@@ -139,7 +139,7 @@ pub(super) struct EnergyParams<P: Backend> {
 /// `−∇x E(x)` of an energy MLP on the host ([`super::energy`]), for a CPU backend `P`, with what
 /// its backward needs when `save`.
 pub(super) fn energy_score<P: Backend>(
-    g: &EnergyGeom,
+    g: &MlpGeom,
     x: Tensor<P, 2>,
     params: EnergyParams<P>,
     save: bool,
@@ -151,7 +151,7 @@ pub(super) fn energy_score<P: Backend>(
     let wr: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
     let br: Vec<&[f32]> = bs.iter().map(Vec::as_slice).collect();
     let (s, saved) = with_values(x, |x| energy_score_forward(g, x, &wr, &br, &w_out, save));
-    (from_host(s, [g.n, g.score_cols], &dev), saved)
+    (from_host(s, [g.n, g.x_cols], &dev), saved)
 }
 
 /// The parameters of an MLP with an output layer on a CPU backend `P`.
@@ -165,7 +165,7 @@ pub(super) struct MlpParams<P: Backend> {
 /// `[y | q]` (`[n, x_cols + 1]`) of [`super::jvp`] on the host, for a CPU backend `P`, with what
 /// its backward needs when `save`.
 pub(super) fn output_and_quadratic_form<P: Backend>(
-    g: &JvpGeom,
+    g: &MlpGeom,
     h0: Tensor<P, 2>,
     v: &[f32],
     params: MlpParams<P>,

@@ -29,32 +29,8 @@
 //! The GEMMs split their output, never a sum, and row sums run in a fixed order, so results are
 //! bit-identical run to run for a given thread count.
 
-use super::conv::Mat;
-use super::dense::{DenseAct, product};
-use super::energy::{activate, column_sums, mul_add_assign, mul_into};
-
-/// The shape of the MLP: input `[n, d]` (`x` in its first `x_cols` columns), hidden widths,
-/// one activation after every hidden layer, output `[n, x_cols]`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JvpGeom {
-    /// Rows.
-    pub n: usize,
-    /// Input features (`x` and any condition).
-    pub d: usize,
-    /// Leading input columns that are `x`; also the output width.
-    pub x_cols: usize,
-    /// Width of each hidden layer, input first (at least one).
-    pub widths: Vec<usize>,
-    /// The activation after every hidden layer.
-    pub act: DenseAct,
-}
-
-impl JvpGeom {
-    /// Input width of hidden layer `k` (0-based).
-    pub fn fan_in(&self, k: usize) -> usize {
-        if k == 0 { self.d } else { self.widths[k - 1] }
-    }
-}
+use super::dense::product;
+use super::energy::{MlpGeom, activate, column_sums, mul_add_assign, mul_into, rows, transposed};
 
 /// What the forward pass keeps for the backward pass, per hidden layer.
 #[derive(Debug, Clone, Default)]
@@ -67,22 +43,6 @@ pub struct JvpSaved {
     zc: Vec<Vec<f32>>,
     /// `act'(zₖ)`.
     a1: Vec<Vec<f32>>,
-}
-
-fn rows(data: &[f32], cols: usize) -> Mat<'_> {
-    Mat {
-        data,
-        rs: cols,
-        cs: 1,
-    }
-}
-
-fn transposed(data: &[f32], cols: usize) -> Mat<'_> {
-    Mat {
-        data,
-        rs: 1,
-        cs: cols,
-    }
 }
 
 /// `[v | 0]` as an `[n, d]` matrix.
@@ -105,7 +65,7 @@ fn padded(v: &[f32], n: usize, d: usize, cols: usize) -> Vec<f32> {
 /// If a slice's length does not match `g`.
 #[allow(clippy::too_many_arguments)] // the network's parts, as the dense layer's
 pub fn jvp_forward(
-    g: &JvpGeom,
+    g: &MlpGeom,
     h0: &[f32],
     v: &[f32],
     ws: &[&[f32]],
@@ -206,7 +166,7 @@ pub struct JvpGrads {
 /// If `saved` was not kept (`save = false`) or a length does not match `g`.
 #[allow(clippy::too_many_arguments)] // the forward's inputs and the two output gradients
 pub fn jvp_backward(
-    g: &JvpGeom,
+    g: &MlpGeom,
     h0: &[f32],
     v: &[f32],
     ws: &[&[f32]],
@@ -353,19 +313,8 @@ pub fn jvp_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-        // A small LCG: fixed, varied values in [-scale, scale].
-        let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-            })
-            .collect()
-    }
+    use crate::cpu_ops::dense::DenseAct;
+    use crate::cpu_ops::testing::{assert_gradients, f64s, geometries, mlp_params, values};
 
     fn act64(act: DenseAct, z: f64) -> f64 {
         match act {
@@ -379,7 +328,7 @@ mod tests {
     type Params = Vec<Vec<f64>>;
 
     /// `y = f(h₀)` in f64.
-    fn mlp64(g: &JvpGeom, p: &Params) -> Vec<f64> {
+    fn mlp64(g: &MlpGeom, p: &Params) -> Vec<f64> {
         let (n, layers) = (g.n, g.widths.len());
         let mut h = p[0].clone();
         let mut kin = g.d;
@@ -411,7 +360,7 @@ mod tests {
 
     /// `q = vᵀ(∂y/∂x)v` per row by central differences of `y` along `v` (step 1e-5 on a
     /// smooth f64 function: error ~1e-10).
-    fn quad64(g: &JvpGeom, p: &Params, v: &[f64]) -> Vec<f64> {
+    fn quad64(g: &MlpGeom, p: &Params, v: &[f64]) -> Vec<f64> {
         let eps = 1e-5;
         let shifted = |sign: f64| {
             let mut q = p.clone();
@@ -437,87 +386,52 @@ mod tests {
 
     #[test]
     fn output_quadratic_form_and_gradients_match_f64_and_central_differences() {
-        for act in [DenseAct::Silu, DenseAct::Tanh, DenseAct::Identity] {
-            // The last case has a condition in the input's third and fourth columns.
-            for (n, d, xc, widths) in [
-                (1, 1, 1, vec![1]),
-                (5, 2, 2, vec![7, 4]),
-                (6, 3, 3, vec![6, 5, 8]),
-                (4, 4, 2, vec![5, 3]),
-            ] {
-                let g = JvpGeom {
-                    n,
-                    d,
-                    x_cols: xc,
-                    widths: widths.clone(),
-                    act,
-                };
-                let layers = widths.len();
-                let mut p32 = vec![values(n * d, 1, 1.5)];
-                for (k, &m) in widths.iter().enumerate() {
-                    p32.push(values(g.fan_in(k) * m, 10 + k as u64, 0.9));
-                    p32.push(values(m, 20 + k as u64, 0.5));
-                }
-                p32.push(values(widths[layers - 1] * xc, 30, 0.9));
-                p32.push(values(xc, 31, 0.5));
-                let v = values(n * xc, 40, 1.0);
-                let (ybar, qbar) = (values(n * xc, 50, 1.0), values(n, 51, 1.0));
-                let ws: Vec<&[f32]> = (0..layers).map(|k| &p32[1 + 2 * k][..]).collect();
-                let bs: Vec<&[f32]> = (0..layers).map(|k| &p32[2 + 2 * k][..]).collect();
-                let (wo, bo) = (&p32[1 + 2 * layers], &p32[2 + 2 * layers]);
-                let (y, q, saved) = jvp_forward(&g, &p32[0], &v, &ws, &bs, wo, bo, true);
-                let f64s = |a: &[f32]| a.iter().map(|&b| b as f64).collect::<Vec<_>>();
-                let p64: Params = p32.iter().map(|a| f64s(a)).collect();
-                let v64 = f64s(&v);
-                for (a, b) in y.iter().zip(mlp64(&g, &p64)) {
-                    assert!((*a as f64 - b).abs() < 2e-5 * (1.0 + b.abs()), "{g:?} y");
-                }
-                for (a, b) in q.iter().zip(quad64(&g, &p64, &v64)) {
-                    assert!(
-                        (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs()),
-                        "{g:?} q {a} {b}"
-                    );
-                }
-                let (y2, q2, _) = jvp_forward(&g, &p32[0], &v, &ws, &bs, wo, bo, false);
-                assert_eq!((y2, q2), (y, q), "saving changes nothing");
-                let grads = jvp_backward(&g, &p32[0], &v, &ws, wo, &saved, &ybar, &qbar, true);
-                let mut got = vec![grads.input.clone().unwrap()];
-                for k in 0..layers {
-                    got.push(grads.weights[k].clone());
-                    got.push(grads.biases[k].clone());
-                }
-                got.push(grads.w_out.clone());
-                got.push(grads.b_out.clone());
-                // L = Σ ȳ ⊙ y + Σ q̄ q by central differences in f64 (step 1e-4; q itself by
-                // a nested difference of step 1e-5): the bound is the f32 backward's rounding.
-                let (yb64, qb64) = (f64s(&ybar), f64s(&qbar));
-                let objective = |p: &Params| {
-                    let y: f64 = mlp64(&g, p).iter().zip(&yb64).map(|(a, b)| a * b).sum();
-                    let q: f64 = quad64(&g, p, &v64)
-                        .iter()
-                        .zip(&qb64)
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    y + q
-                };
-                let h = 1e-4;
-                for (which, gv) in got.iter().enumerate() {
-                    assert_eq!(gv.len(), p64[which].len(), "{g:?} gradient {which}");
-                    for (idx, &gval) in gv.iter().enumerate() {
-                        let (mut up, mut down) = (p64.clone(), p64.clone());
-                        up[which][idx] += h;
-                        down[which][idx] -= h;
-                        let fd = (objective(&up) - objective(&down)) / (2.0 * h);
-                        assert!(
-                            (gval as f64 - fd).abs() < 2e-4 * (1.0 + fd.abs()),
-                            "{g:?} gradient {which}[{idx}] = {gval}, central difference {fd}"
-                        );
-                    }
-                }
-                let again = jvp_backward(&g, &p32[0], &v, &ws, wo, &saved, &ybar, &qbar, false);
-                assert!(again.input.is_none());
-                assert_eq!(again.weights, grads.weights, "bit-identical rerun");
+        for g in geometries() {
+            let (n, xc, layers) = (g.n, g.x_cols, g.widths.len());
+            let p32 = mlp_params(&g, xc, true);
+            let v = values(n * xc, 40, 1.0);
+            let (ybar, qbar) = (values(n * xc, 50, 1.0), values(n, 51, 1.0));
+            let ws: Vec<&[f32]> = (0..layers).map(|k| &p32[1 + 2 * k][..]).collect();
+            let bs: Vec<&[f32]> = (0..layers).map(|k| &p32[2 + 2 * k][..]).collect();
+            let (wo, bo) = (&p32[1 + 2 * layers], &p32[2 + 2 * layers]);
+            let (y, q, saved) = jvp_forward(&g, &p32[0], &v, &ws, &bs, wo, bo, true);
+            let p64: Params = p32.iter().map(|a| f64s(a)).collect();
+            let v64 = f64s(&v);
+            for (a, b) in y.iter().zip(mlp64(&g, &p64)) {
+                assert!((*a as f64 - b).abs() < 2e-5 * (1.0 + b.abs()), "{g:?} y");
             }
+            for (a, b) in q.iter().zip(quad64(&g, &p64, &v64)) {
+                assert!(
+                    (*a as f64 - b).abs() < 1e-4 * (1.0 + b.abs()),
+                    "{g:?} q {a} {b}"
+                );
+            }
+            let (y2, q2, _) = jvp_forward(&g, &p32[0], &v, &ws, &bs, wo, bo, false);
+            assert_eq!((y2, q2), (y, q), "saving changes nothing");
+            let grads = jvp_backward(&g, &p32[0], &v, &ws, wo, &saved, &ybar, &qbar, true);
+            let mut got = vec![grads.input.clone().unwrap()];
+            for k in 0..layers {
+                got.push(grads.weights[k].clone());
+                got.push(grads.biases[k].clone());
+            }
+            got.push(grads.w_out.clone());
+            got.push(grads.b_out.clone());
+            // L = Σ ȳ ⊙ y + Σ q̄ q, q itself by a nested difference of step 1e-5.
+            let (yb64, qb64) = (f64s(&ybar), f64s(&qbar));
+            let objective = |p: &[Vec<f64>]| {
+                let p = p.to_vec();
+                let y: f64 = mlp64(&g, &p).iter().zip(&yb64).map(|(a, b)| a * b).sum();
+                let q: f64 = quad64(&g, &p, &v64)
+                    .iter()
+                    .zip(&qb64)
+                    .map(|(a, b)| a * b)
+                    .sum();
+                y + q
+            };
+            assert_gradients(&format!("{g:?}"), &got, &p64, objective, 2e-4);
+            let again = jvp_backward(&g, &p32[0], &v, &ws, wo, &saved, &ybar, &qbar, false);
+            assert!(again.input.is_none());
+            assert_eq!(again.weights, grads.weights, "bit-identical rerun");
         }
     }
 }

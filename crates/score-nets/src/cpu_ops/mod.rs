@@ -43,6 +43,93 @@ pub mod jvp;
 pub mod norm;
 pub mod vmath;
 
+/// Fixed pseudo-random test values shared by the kernels' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// `len` values in `[−scale, scale]` from a small LCG seeded by `seed` (no global RNG).
+    pub(crate) fn values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect()
+    }
+
+    /// The MLP shapes the second-order kernels are tested on, for each activation: batch 1 and
+    /// width 1, two and three layers, and an input with a condition column beside `x`.
+    pub(crate) fn geometries() -> Vec<super::MlpGeom> {
+        use super::dense::DenseAct;
+        let mut out = Vec::new();
+        for act in [DenseAct::Silu, DenseAct::Tanh, DenseAct::Identity] {
+            for (n, d, x_cols, widths) in [
+                (1, 1, 1, vec![1]),
+                (5, 2, 2, vec![7, 4]),
+                (6, 3, 3, vec![6, 5, 8]),
+                (4, 3, 2, vec![5, 3]),
+            ] {
+                out.push(super::MlpGeom {
+                    n,
+                    d,
+                    x_cols,
+                    widths,
+                    act,
+                });
+            }
+        }
+        out
+    }
+
+    /// `[h₀, W₁, b₁, …, W_L, b_L, W_o]` for `g` with an output layer `out` wide (and `b_o`
+    /// when `out_bias`), fixed values.
+    pub(crate) fn mlp_params(g: &super::MlpGeom, out: usize, out_bias: bool) -> Vec<Vec<f32>> {
+        let mut p = vec![values(g.n * g.d, 1, 1.5)];
+        for (k, &m) in g.widths.iter().enumerate() {
+            p.push(values(g.fan_in(k) * m, 10 + k as u64, 0.9));
+            p.push(values(m, 20 + k as u64, 0.5));
+        }
+        p.push(values(g.widths[g.widths.len() - 1] * out, 30, 0.9));
+        if out_bias {
+            p.push(values(out, 31, 0.5));
+        }
+        p
+    }
+
+    /// Asserts that `got[i]` is the gradient of `objective` in `p[i]`, by central differences
+    /// of step 1e-4 in f64 (truncation O(h²) ≈ 1e-8, so `bound` is the f32 kernels' rounding).
+    pub(crate) fn assert_gradients(
+        what: &str,
+        got: &[Vec<f32>],
+        p: &[Vec<f64>],
+        objective: impl Fn(&[Vec<f64>]) -> f64,
+        bound: f64,
+    ) {
+        let h = 1e-4;
+        assert_eq!(got.len(), p.len(), "{what}: gradients");
+        for (which, gv) in got.iter().enumerate() {
+            assert_eq!(gv.len(), p[which].len(), "{what}: gradient {which}");
+            for (idx, &gval) in gv.iter().enumerate() {
+                let (mut up, mut down) = (p.to_vec(), p.to_vec());
+                up[which][idx] += h;
+                down[which][idx] -= h;
+                let fd = (objective(&up) - objective(&down)) / (2.0 * h);
+                assert!(
+                    (gval as f64 - fd).abs() < bound * (1.0 + fd.abs()),
+                    "{what}: gradient {which}[{idx}] = {gval}, central difference {fd}"
+                );
+            }
+        }
+    }
+
+    /// `f32` values as `f64`.
+    pub(crate) fn f64s(a: &[f32]) -> Vec<f64> {
+        a.iter().map(|&b| b as f64).collect()
+    }
+}
+
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 mod autodiff;
 #[cfg(any(feature = "flex", feature = "ndarray"))]
@@ -56,8 +143,7 @@ use burn::tensor::{DType, Tensor, activation, backend::Backend};
 
 use conv::ConvGeom;
 use dense::{DenseAct, DenseGeom};
-use energy::EnergyGeom;
-use jvp::JvpGeom;
+use energy::MlpGeom;
 use norm::NormGeom;
 
 thread_local! {
@@ -388,19 +474,19 @@ fn energy_geometry<B: Backend>(
     output: &Linear<B>,
     act: DenseAct,
     x: &Tensor<B, 2>,
-    score_cols: usize,
-) -> Option<EnergyGeom> {
+    x_cols: usize,
+) -> Option<MlpGeom> {
     let [n, d] = x.dims();
-    if x.dtype() != DType::F32 || !(1..=d).contains(&score_cols) {
+    if x.dtype() != DType::F32 || !(1..=d).contains(&x_cols) {
         return None;
     }
     let widths = hidden_widths(layers, d)?;
     let wo = output.weight.val();
     let last = *widths.last()?;
-    (wo.dims() == [last, 1] && wo.dtype() == DType::F32).then_some(EnergyGeom {
+    (wo.dims() == [last, 1] && wo.dtype() == DType::F32).then_some(MlpGeom {
         n,
         d,
-        score_cols,
+        x_cols,
         widths,
         act,
     })
@@ -409,7 +495,7 @@ fn energy_geometry<B: Backend>(
 /// Runs the host energy-MLP score if `B` is the CPU backend `P` or `Autodiff<P>`.
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 fn try_energy<B: Backend, P: Backend>(
-    g: &EnergyGeom,
+    g: &MlpGeom,
     layers: &[Linear<B>],
     output: &Linear<B>,
     x: &Tensor<B, 2>,
@@ -445,7 +531,7 @@ fn try_energy<B: Backend, P: Backend>(
 }
 
 /// The score of the energy MLP whose hidden layers `layers` are each followed by `act` and whose
-/// scalar output layer is `output`: `−∂E/∂input` in the first `score_cols` columns of `input`
+/// scalar output layer is `output`: `−∂E/∂input` in the first `x_cols` columns of `input`
 /// (all of them for `E(x)`; those of `x` for an input `[x | e]` that carries a condition `e`),
 /// on the host kernels of [`energy`](mod@energy) where the backend allows it (see the
 /// [module documentation](self)); `None` where autodiff of the energy must compute it.
@@ -459,28 +545,27 @@ fn try_energy<B: Backend, P: Backend>(
 /// Taken for 1 to 4 hidden layers with biases, `f32` values and SiLU, tanh or no activation.
 ///
 /// # Shapes
-/// - `input`: `[n, d]`; output `[n, score_cols]`.
+/// - `input`: `[n, d]`; output `[n, x_cols]`.
 pub fn energy_mlp_score<B: Backend>(
     layers: &[Linear<B>],
     output: &Linear<B>,
     act: DenseAct,
     input: &Tensor<B, 2>,
-    score_cols: usize,
+    x_cols: usize,
 ) -> Option<Tensor<B, 2>> {
     if !fast_ops_enabled() {
         return None;
     }
-    let x = input;
-    let g = energy_geometry(layers, output, act, x, score_cols)?;
+    let g = energy_geometry(layers, output, act, input, x_cols)?;
     #[cfg(feature = "flex")]
-    if let Some(s) = try_energy::<B, burn::backend::Flex>(&g, layers, output, x) {
+    if let Some(s) = try_energy::<B, burn::backend::Flex>(&g, layers, output, input) {
         return Some(s);
     }
     #[cfg(feature = "ndarray")]
-    if let Some(s) = try_energy::<B, burn::backend::NdArray<f32>>(&g, layers, output, x) {
+    if let Some(s) = try_energy::<B, burn::backend::NdArray<f32>>(&g, layers, output, input) {
         return Some(s);
     }
-    let _ = (g, layers, output, x);
+    let _ = (g, layers, output, input);
     None
 }
 
@@ -492,7 +577,7 @@ fn jvp_geometry<B: Backend>(
     act: DenseAct,
     input: &Tensor<B, 2>,
     x_cols: usize,
-) -> Option<JvpGeom> {
+) -> Option<MlpGeom> {
     let [n, d] = input.dims();
     if input.dtype() != DType::F32 || !(1..=d).contains(&x_cols) {
         return None;
@@ -501,7 +586,7 @@ fn jvp_geometry<B: Backend>(
     let (wo, bo) = (output.weight.val(), output.bias.as_ref()?.val());
     let last = *widths.last()?;
     let f32s = wo.dtype() == DType::F32 && bo.dtype() == DType::F32;
-    (f32s && wo.dims() == [last, x_cols] && bo.dims() == [x_cols]).then_some(JvpGeom {
+    (f32s && wo.dims() == [last, x_cols] && bo.dims() == [x_cols]).then_some(MlpGeom {
         n,
         d,
         x_cols,
@@ -514,7 +599,7 @@ fn jvp_geometry<B: Backend>(
 /// `Autodiff<P>`.
 #[cfg(any(feature = "flex", feature = "ndarray"))]
 fn try_jvp<B: Backend, P: Backend>(
-    g: &JvpGeom,
+    g: &MlpGeom,
     layers: &[Linear<B>],
     output: &Linear<B>,
     input: &Tensor<B, 2>,
@@ -540,6 +625,17 @@ fn try_jvp<B: Backend, P: Backend>(
             host::output_and_quadratic_form::<P>(g, cast(input.clone()), &v, params, false);
         Some(cast(y))
     } else if same::<B, Autodiff<P>>() {
+        // `v` is read as a constant: a `v` in a graph would lose its gradient, so autodiff
+        // computes that case.
+        let constant = cast::<_, Tensor<Autodiff<P>, 2>>(v.clone())
+            .into_primitive()
+            .tensor()
+            .node
+            .requirement
+            .is_none();
+        if !constant {
+            return None;
+        }
         let params = autodiff::TrackedMlpParams::<P> {
             weights: layers.iter().map(|l| cast(l.weight.val())).collect(),
             biases: layers.iter().map(|l| cast(bias(l))).collect(),
@@ -569,7 +665,8 @@ fn try_jvp<B: Backend, P: Backend>(
 /// Summed over the basis vectors, `q` is the Jacobian's trace (explicit score matching); for
 /// random `v` it is sliced score matching's projection. On `Autodiff<P>` both come from one op
 /// whose backward gives the parameters and `input` their gradients (second derivatives of the
-/// network, without nested autodiff); `v` is a constant. The output layer must be as wide as
+/// network, without nested autodiff); `v` is a constant (a `v` that needs a gradient is left
+/// to autodiff). The output layer must be as wide as
 /// `x`. Taken for 1 to 4 hidden layers with biases, `f32` values and SiLU, tanh or no
 /// activation.
 ///

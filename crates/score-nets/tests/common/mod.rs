@@ -1,5 +1,9 @@
-//! Helpers shared by the fast-CPU-kernel tests (`cpu_conv.rs`, `cpu_norm.rs`).
+//! Helpers shared by the fast-CPU-kernel tests (`cpu_conv.rs`, `cpu_norm.rs`, `cpu_dense.rs`,
+//! `cpu_energy.rs`, `cpu_jvp.rs`).
 
+use burn::backend::Autodiff;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, backend::Backend};
 
 /// A fixed pseudo-random vector in [−1, 1] (xorshift; no global RNG).
@@ -36,4 +40,27 @@ pub fn assert_close<B: Backend, const D: usize>(what: &str, a: Tensor<B, D>, b: 
         diff <= 1e-5 * (1.0 + scale),
         "{what}: max |fast − reference| = {diff} (scale {scale})"
     );
+}
+
+/// Every parameter's gradient in `grads`, in visiting order (`None` where it has none).
+#[allow(dead_code)] // used by the second-order tests only
+pub fn param_grads<B: Backend, M: Module<Autodiff<B>>>(
+    model: &M,
+    grads: &<Autodiff<B> as AutodiffBackend>::Gradients,
+) -> Vec<Option<Vec<f32>>> {
+    struct Collect<'a, B: Backend>(
+        &'a <Autodiff<B> as AutodiffBackend>::Gradients,
+        Vec<Option<Vec<f32>>>,
+    );
+    impl<B: Backend> ModuleVisitor<Autodiff<B>> for Collect<'_, B> {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<Autodiff<B>, D>>) {
+            let g = p
+                .grad(self.0)
+                .map(|g| g.into_data().to_vec::<f32>().unwrap());
+            self.1.push(g);
+        }
+    }
+    let mut c = Collect::<B>(grads, Vec::new());
+    model.visit(&mut c);
+    c.1
 }
