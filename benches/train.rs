@@ -17,7 +17,8 @@ use std::time::Duration;
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::Tensor;
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use score_sde::backend::SelectedAutodiff;
 use score_sde::score_core::{AnySde, GaussianMixture, NoiseKey, NoiseSource, VeSde, VpSde};
 use score_sde::score_nets::cpu_ops::with_reference_ops;
@@ -56,6 +57,19 @@ fn batch() -> Tensor<B, 2> {
     )
 }
 
+/// The group every step is timed in: one step an element; CI-sized unless `SCORE_BENCH_FULL`.
+fn step_group(c: &mut Criterion) -> BenchmarkGroup<'_, WallTime> {
+    let mut group = c.benchmark_group("train_step_b256");
+    group.throughput(Throughput::Elements(1));
+    if !full() {
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2));
+    }
+    group
+}
+
 /// Benchmarks one optimisation step of `model` under `loss`.
 fn bench_loss<M, L>(c: &mut Criterion, name: &str, model: M, loss: L)
 where
@@ -67,14 +81,7 @@ where
         .with_learning_rate(1e-3);
     let mut trainer = Trainer::new(model, config).expect("valid config");
     let x0 = batch();
-    let mut group = c.benchmark_group("train_step_b256");
-    group.throughput(Throughput::Elements(1));
-    if !full() {
-        group
-            .sample_size(10)
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(2));
-    }
+    let mut group = step_group(c);
     // `train_step` reads the loss and the gradient norm back, so the step has run when it returns.
     group.bench_function(name, |b| {
         b.iter(|| trainer.train_step(&loss, x0.clone()).expect("finite loss"))
@@ -89,14 +96,7 @@ fn bench_forward_backward(c: &mut Criterion) {
     let loss = DdpmLoss::new(1e-4, 0.02, 1000).unwrap();
     let x0 = batch();
     let noise = NoiseSource::new(0);
-    let mut group = c.benchmark_group("train_step_b256");
-    group.throughput(Throughput::Elements(1));
-    if !full() {
-        group
-            .sample_size(10)
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(2));
-    }
+    let mut group = step_group(c);
     group.bench_function("ddpm_eps_forward_backward_only", |b| {
         b.iter(|| {
             let l = loss.loss(&model, x0.clone(), &noise, 0);
@@ -132,14 +132,7 @@ where
 {
     let x0 = batch();
     let noise = NoiseSource::new(0);
-    let mut group = c.benchmark_group("train_step_b256");
-    group.throughput(Throughput::Elements(1));
-    if !full() {
-        group
-            .sample_size(10)
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(2));
-    }
+    let mut group = step_group(c);
     let mut optim = FusedAdam::init::<B, M>(&AdamConfig::new());
     let mut bare = Some(model);
     let mut step = 0u64;

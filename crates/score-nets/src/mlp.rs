@@ -9,6 +9,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, backend::Backend};
 
 use crate::cpu_ops;
+use crate::cpu_ops::dense::DenseAct;
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{Result as NetsResult, ensure_nonzero, ensure_positive};
 use crate::layers::{Activation, dense, dense_act, layer_norm, seeded_init};
@@ -181,6 +182,18 @@ impl<B: Backend> TimeMlp<B> {
 }
 
 impl<B: Backend> TimeMlp<B> {
+    /// The fused activation and the first layer's input `[x | emb(t)]`, where the host
+    /// second-order kernels can take this network (concatenation, SiLU or tanh, a CPU backend);
+    /// checked before the embedding is computed.
+    fn host_input(&self, x: &Tensor<B, 2>, t: &Tensor<B, 1>) -> Option<(DenseAct, Tensor<B, 2>)> {
+        if self.conditioning != Conditioning::Concat || !cpu_ops::host_ops_backend::<B>() {
+            return None;
+        }
+        let act = self.activation.fused()?;
+        let input = Tensor::cat(vec![x.clone(), self.embedding.forward(t.clone())], 1);
+        Some((act, input))
+    }
+
     /// For a scalar-output network with [`Conditioning::Concat`]: `−∂f/∂x` on the host kernels
     /// of [`cpu_ops::energy_mlp_score`], where the backend has them; `None` otherwise (checked
     /// before the embedding is computed).
@@ -189,11 +202,7 @@ impl<B: Backend> TimeMlp<B> {
         x: &Tensor<B, 2>,
         t: &Tensor<B, 1>,
     ) -> Option<Tensor<B, 2>> {
-        if self.conditioning != Conditioning::Concat || !cpu_ops::host_ops_backend::<B>() {
-            return None;
-        }
-        let act = self.activation.fused()?;
-        let input = Tensor::cat(vec![x.clone(), self.embedding.forward(t.clone())], 1);
+        let (act, input) = self.host_input(x, t)?;
         cpu_ops::energy_mlp_score(&self.layers, &self.output, act, &input, x.dims()[1])
     }
 }
@@ -208,11 +217,7 @@ impl<B: Backend> TimeNet<B, 2> for TimeMlp<B> {
         t: &Tensor<B, 1>,
         v: &Tensor<B, 2>,
     ) -> Option<(Tensor<B, 2>, Tensor<B, 1>)> {
-        if self.conditioning != Conditioning::Concat || !cpu_ops::host_ops_backend::<B>() {
-            return None;
-        }
-        let act = self.activation.fused()?;
-        let input = Tensor::cat(vec![x.clone(), self.embedding.forward(t.clone())], 1);
+        let (act, input) = self.host_input(x, t)?;
         cpu_ops::mlp_output_and_quadratic_form(&self.layers, &self.output, act, &input, v)
     }
 }

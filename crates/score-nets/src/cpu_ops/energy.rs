@@ -115,7 +115,7 @@ pub(super) fn activate(act: DenseAct, z: &mut [f32], a1: &mut [f32], a2: &mut [f
     }
 }
 
-pub(super) fn rows(data: &[f32], cols: usize) -> Mat<'_> {
+fn rows(data: &[f32], cols: usize) -> Mat<'_> {
     Mat {
         data,
         rs: cols,
@@ -124,12 +124,52 @@ pub(super) fn rows(data: &[f32], cols: usize) -> Mat<'_> {
 }
 
 /// The transpose of a row-major `[r, cols]` matrix, as a view.
-pub(super) fn transposed(data: &[f32], cols: usize) -> Mat<'_> {
+fn transposed(data: &[f32], cols: usize) -> Mat<'_> {
     Mat {
         data,
         rs: 1,
         cs: cols,
     }
+}
+
+/// `dst (+)= a·b` for row-major `a` `[n, k]`, `b` `[k, m]`, `dst` `[n, m]` (added to when
+/// `acc`).
+pub(super) fn mul_ab(
+    dst: &mut [f32],
+    acc: bool,
+    n: usize,
+    k: usize,
+    m: usize,
+    a: &[f32],
+    b: &[f32],
+) {
+    product(n, m, k, dst, acc, rows(a, k), rows(b, m));
+}
+
+/// `dst (+)= a·bᵀ` for row-major `a` `[n, k]`, `b` `[m, k]`, `dst` `[n, m]`.
+pub(super) fn mul_abt(
+    dst: &mut [f32],
+    acc: bool,
+    n: usize,
+    m: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+) {
+    product(n, m, k, dst, acc, rows(a, k), transposed(b, k));
+}
+
+/// `dst (+)= aᵀ·b` for row-major `a` `[n, k]`, `b` `[n, m]`, `dst` `[k, m]`.
+pub(super) fn mul_atb(
+    dst: &mut [f32],
+    acc: bool,
+    n: usize,
+    k: usize,
+    m: usize,
+    a: &[f32],
+    b: &[f32],
+) {
+    product(k, m, n, dst, acc, transposed(a, k), rows(b, m));
 }
 
 /// `s = −∇x E(x)` for the weights `ws[k]` (`[fan_in, width]`, burn's `Linear` layout), biases
@@ -164,7 +204,7 @@ pub fn energy_score_forward(
         for row in z.chunks_exact_mut(m) {
             row.copy_from_slice(bs[k]);
         }
-        product(n, m, kin, &mut z, true, rows(&h, kin), rows(ws[k], m));
+        mul_ab(&mut z, true, n, kin, m, &h, ws[k]);
         let mut a1 = vec![0.0f32; n * m];
         let mut a2 = vec![0.0f32; n * m];
         activate(g.act, &mut z, &mut a1, &mut a2);
@@ -195,15 +235,7 @@ pub fn energy_score_forward(
         mul_into(&mut delta, &gk, a1);
         mul_into(&mut ga2, &gk, a2);
         let mut below = vec![0.0f32; n * kin];
-        product(
-            n,
-            kin,
-            m,
-            &mut below,
-            false,
-            rows(&delta, m),
-            transposed(ws[k], m),
-        );
+        mul_abt(&mut below, false, n, kin, m, &delta, ws[k]);
         gk = below;
         deltas[k] = delta;
         ga2s[k] = ga2;
@@ -323,18 +355,10 @@ pub fn energy_score_backward(
     for (k, &w) in ws.iter().enumerate() {
         let (kin, m) = (g.fan_in(k), g.widths[k]);
         let mut dw = vec![0.0f32; kin * m];
-        product(
-            kin,
-            m,
-            n,
-            &mut dw,
-            false,
-            transposed(&gbar, kin),
-            rows(&saved.delta[k], m),
-        );
+        mul_atb(&mut dw, false, n, kin, m, &gbar, &saved.delta[k]);
         weights.push(dw);
         let mut dbar = vec![0.0f32; n * m];
-        product(n, m, kin, &mut dbar, false, rows(&gbar, kin), rows(w, m));
+        mul_ab(&mut dbar, false, n, kin, m, &gbar, w);
         let mut zbar = vec![0.0f32; n * m];
         let (a1, ga2) = (&saved.a1[k], &saved.ga2[k]);
         mul_into(&mut zbar, &dbar, ga2);
@@ -355,27 +379,11 @@ pub fn energy_score_backward(
             mul_add_assign(&mut zbar, &hb, a1);
         }
         let input: &[f32] = if k == 0 { x } else { &saved.h[k - 1] };
-        product(
-            kin,
-            m,
-            n,
-            &mut weights[k],
-            true,
-            transposed(input, kin),
-            rows(&zbar, m),
-        );
+        mul_atb(&mut weights[k], true, n, kin, m, input, &zbar);
         biases[k] = column_sums(&zbar, m);
         if k > 0 || need_x {
             let mut below = vec![0.0f32; n * kin];
-            product(
-                n,
-                kin,
-                m,
-                &mut below,
-                false,
-                rows(&zbar, m),
-                transposed(ws[k], m),
-            );
+            mul_abt(&mut below, false, n, kin, m, &zbar, ws[k]);
             if k == 0 {
                 x_grad = Some(below);
             } else {

@@ -29,8 +29,9 @@
 //! The GEMMs split their output, never a sum, and row sums run in a fixed order, so results are
 //! bit-identical run to run for a given thread count.
 
-use super::dense::product;
-use super::energy::{MlpGeom, activate, column_sums, mul_add_assign, mul_into, rows, transposed};
+use super::energy::{
+    MlpGeom, activate, column_sums, mul_ab, mul_abt, mul_add_assign, mul_assign, mul_atb, mul_into,
+};
 
 /// What the forward pass keeps for the backward pass, per hidden layer.
 #[derive(Debug, Clone, Default)]
@@ -84,63 +85,56 @@ pub fn jvp_forward(
     assert_eq!(w_out.len(), m_last * xc, "MLP output weight");
     assert_eq!(b_out.len(), xc, "MLP output bias");
     let mut saved = JvpSaved::default();
-    let mut h = h0.to_vec();
-    let mut t = padded(v, n, g.d, xc);
+    let t0 = padded(v, n, g.d, xc);
+    // hₖ and ṫₖ, the last of each the current layer's input (only the last is kept without
+    // `save`).
+    let (mut hs, mut ts): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (Vec::new(), Vec::new());
     for k in 0..layers {
         let (kin, m) = (g.fan_in(k), g.widths[k]);
         assert_eq!(ws[k].len(), kin * m, "MLP weight {k}");
         assert_eq!(bs[k].len(), m, "MLP bias {k}");
+        let h = hs.last().map_or(h0, Vec::as_slice);
+        let t = ts.last().map_or(&t0[..], Vec::as_slice);
         let mut z = vec![0.0f32; n * m];
         for row in z.chunks_exact_mut(m) {
             row.copy_from_slice(bs[k]);
         }
-        product(n, m, kin, &mut z, true, rows(&h, kin), rows(ws[k], m));
+        mul_ab(&mut z, true, n, kin, m, h, ws[k]);
         let mut zdot = vec![0.0f32; n * m];
-        product(n, m, kin, &mut zdot, false, rows(&t, kin), rows(ws[k], m));
+        mul_ab(&mut zdot, false, n, kin, m, t, ws[k]);
         let mut a1 = vec![0.0f32; n * m];
         let mut a2 = vec![0.0f32; n * m];
         activate(g.act, &mut z, &mut a1, &mut a2);
         let mut tk = vec![0.0f32; n * m];
         mul_into(&mut tk, &zdot, &a1);
-        h = z;
-        t = tk;
         if save {
-            let mut zc = vec![0.0f32; n * m];
-            mul_into(&mut zc, &zdot, &a2);
-            saved.h.push(h.clone());
-            saved.t.push(t.clone());
-            saved.zc.push(zc);
+            // act'' is only needed as ż ⊙ act''.
+            mul_assign(&mut a2, &zdot);
+            saved.zc.push(a2);
             saved.a1.push(a1);
+        } else {
+            hs.clear();
+            ts.clear();
         }
+        hs.push(z);
+        ts.push(tk);
     }
+    let (h, t) = (&hs[hs.len() - 1], &ts[ts.len() - 1]);
     let mut y = vec![0.0f32; n * xc];
     for row in y.chunks_exact_mut(xc) {
         row.copy_from_slice(b_out);
     }
-    product(
-        n,
-        xc,
-        m_last,
-        &mut y,
-        true,
-        rows(&h, m_last),
-        rows(w_out, xc),
-    );
+    mul_ab(&mut y, true, n, m_last, xc, h, w_out);
     let mut ydot = vec![0.0f32; n * xc];
-    product(
-        n,
-        xc,
-        m_last,
-        &mut ydot,
-        false,
-        rows(&t, m_last),
-        rows(w_out, xc),
-    );
+    mul_ab(&mut ydot, false, n, m_last, xc, t, w_out);
     let q = ydot
         .chunks_exact(xc)
         .zip(v.chunks_exact(xc))
         .map(|(a, b)| a.iter().zip(b).map(|(p, q)| p * q).sum())
         .collect();
+    if save {
+        (saved.h, saved.t) = (hs, ts);
+    }
     (y, q, saved)
 }
 
@@ -192,45 +186,13 @@ pub fn jvp_backward(
         .collect();
     let mut w_out_grad = vec![0.0f32; m_last * xc];
     let (h_last, t_last) = (&saved.h[layers - 1], &saved.t[layers - 1]);
-    product(
-        m_last,
-        xc,
-        n,
-        &mut w_out_grad,
-        false,
-        transposed(h_last, m_last),
-        rows(y_bar, xc),
-    );
-    product(
-        m_last,
-        xc,
-        n,
-        &mut w_out_grad,
-        true,
-        transposed(t_last, m_last),
-        rows(&ydot_bar, xc),
-    );
+    mul_atb(&mut w_out_grad, false, n, m_last, xc, h_last, y_bar);
+    mul_atb(&mut w_out_grad, true, n, m_last, xc, t_last, &ydot_bar);
     let b_out = column_sums(y_bar, xc);
     let mut hbar = vec![0.0f32; n * m_last];
-    product(
-        n,
-        m_last,
-        xc,
-        &mut hbar,
-        false,
-        rows(y_bar, xc),
-        transposed(w_out, xc),
-    );
+    mul_abt(&mut hbar, false, n, m_last, xc, y_bar, w_out);
     let mut tbar = vec![0.0f32; n * m_last];
-    product(
-        n,
-        m_last,
-        xc,
-        &mut tbar,
-        false,
-        rows(&ydot_bar, xc),
-        transposed(w_out, xc),
-    );
+    mul_abt(&mut tbar, false, n, m_last, xc, &ydot_bar, w_out);
     let mut weights = vec![Vec::new(); layers];
     let mut biases = vec![Vec::new(); layers];
     let mut input = None;
@@ -250,50 +212,18 @@ pub fn jvp_backward(
             (&saved.h[k - 1], &saved.t[k - 1])
         };
         let mut dw = vec![0.0f32; kin * m];
-        product(
-            kin,
-            m,
-            n,
-            &mut dw,
-            false,
-            transposed(t_in, kin),
-            rows(&zdot_bar, m),
-        );
-        product(
-            kin,
-            m,
-            n,
-            &mut dw,
-            true,
-            transposed(h_in, kin),
-            rows(&zbar, m),
-        );
+        mul_atb(&mut dw, false, n, kin, m, t_in, &zdot_bar);
+        mul_atb(&mut dw, true, n, kin, m, h_in, &zbar);
         weights[k] = dw;
         biases[k] = column_sums(&zbar, m);
         if k > 0 {
             let mut below = vec![0.0f32; n * kin];
-            product(
-                n,
-                kin,
-                m,
-                &mut below,
-                false,
-                rows(&zdot_bar, m),
-                transposed(ws[k], m),
-            );
+            mul_abt(&mut below, false, n, kin, m, &zdot_bar, ws[k]);
             tbar = below;
         }
         if k > 0 || need_input {
             let mut below = vec![0.0f32; n * kin];
-            product(
-                n,
-                kin,
-                m,
-                &mut below,
-                false,
-                rows(&zbar, m),
-                transposed(ws[k], m),
-            );
+            mul_abt(&mut below, false, n, kin, m, &zbar, ws[k]);
             if k == 0 {
                 input = Some(below);
             } else {
