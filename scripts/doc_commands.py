@@ -74,6 +74,10 @@ ELSEWHERE = {
     "scripts/wgpu-check.sh": "needs a GPU (or Mesa's lavapipe) and a wgpu build: 10-25 min",
     "python benches/reference/compare_unet.py --python <python with torch>": "needs PyTorch; "
     "each round runs the twin and the release benches of nets.rs",
+    "python ../shared/perf/torch_energy_dsm.py": "needs PyTorch; the energy-DSM twin of "
+    "benches/train.rs energy_dsm_2x128_*",
+    "python benches/reference/torch_second_order.py": "needs PyTorch; the ESM and SSM-VR twins "
+    "of benches/train.rs esm_exact_trace_* and ssm_vr_1proj_*",
     "cargo run --release --example mnist_ve_sde -- --judge-idx mnist_ref_6min-images-idx3-ubyte":
     "needs the PyTorch recipe's output (README: against the PyTorch recipe)",
     "cargo run --release --example train_distributed -- orchestrator --port 3000": "a server "
