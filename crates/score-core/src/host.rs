@@ -132,9 +132,9 @@ pub(crate) fn mixture_score(p: &MixtureParams<'_>, x: &[f32], a: &[f32], s: &[f3
     out
 }
 
-/// Fills `out` (`n` rows of `per` values) row by row with `fill(global_row, row)`, in parallel
-/// tasks of [`CHUNK`] rows; each row's values depend on its index alone.
-pub(crate) fn fill_rows<F>(out: &mut [f32], per: usize, fill: F)
+/// Fills `out` (`n` rows of `per` values) in parallel tasks of [`CHUNK`] rows, calling
+/// `fill(first_row, rows)` on each; each row's values depend on its index alone.
+pub(crate) fn fill_row_blocks<F>(out: &mut [f32], per: usize, fill: F)
 where
     F: Fn(usize, &mut [f32]) + Sync,
 {
@@ -143,9 +143,5 @@ where
     }
     out.par_chunks_mut(CHUNK * per)
         .enumerate()
-        .for_each(|(c, block)| {
-            for (j, row) in block.chunks_mut(per).enumerate() {
-                fill(c * CHUNK + j, row);
-            }
-        });
+        .for_each(|(c, rows)| fill(c * CHUNK, rows));
 }

@@ -15,6 +15,8 @@ use burn::tensor::{Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Open01, StandardNormal};
+
+mod lanes;
 use serde::{Deserialize, Serialize};
 
 /// Names one draw from a [`NoiseSource`]: the step and a stream within it.
@@ -110,46 +112,61 @@ impl NoiseSource {
         }
     }
 
-    /// The ChaCha8 stream of one sample of one draw: key = (seed, step, stream, kind), stream
-    /// number = global sample index.
+    /// The ChaCha8 key of one draw: (seed, step, stream, kind) side by side.
     #[inline]
-    fn rng(&self, key: NoiseKey, kind: Kind, sample: usize) -> ChaCha8Rng {
+    fn key_bytes(&self, key: NoiseKey, kind: Kind) -> [u8; 32] {
         let mut k = [0u8; 32];
         k[..8].copy_from_slice(&self.seed.to_le_bytes());
         k[8..16].copy_from_slice(&key.step.to_le_bytes());
         k[16..20].copy_from_slice(&key.stream.to_le_bytes());
         k[20] = kind as u8;
-        let mut rng = ChaCha8Rng::from_seed(k);
+        k
+    }
+
+    /// The ChaCha8 stream of one sample of one draw: key = (seed, step, stream, kind), stream
+    /// number = global sample index.
+    fn rng(&self, key: NoiseKey, kind: Kind, sample: usize) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::from_seed(self.key_bytes(key, kind));
         rng.set_stream((sample as u64).wrapping_add(self.sample_offset));
         rng
     }
 
-    /// Fills `out` with the standard normals of one sample.
-    #[inline]
-    fn fill_normal(&self, key: NoiseKey, sample: usize, out: &mut [f64]) {
-        let mut rng = self.rng(key, Kind::Normal, sample);
-        for v in out {
-            *v = StandardNormal.sample(&mut rng);
+    /// Fills `rows` (`per` values a sample, for samples `first, first + 1, …`) with `draw` of
+    /// each sample's stream. The streams are those of [`rng`](Self::rng), word for word; their
+    /// first blocks are computed eight at a time (see `lanes`).
+    fn fill_samples<T>(
+        &self,
+        key: NoiseKey,
+        kind: Kind,
+        first: usize,
+        per: usize,
+        rows: &mut [T],
+        draw: impl Fn(&mut lanes::SampleRng<'_>) -> T,
+    ) {
+        if per == 0 {
+            return;
         }
-    }
-
-    /// Fills `out` with the uniforms on (0, 1) of one sample.
-    #[inline]
-    fn fill_uniform(&self, key: NoiseKey, kind: Kind, sample: usize, out: &mut [f64]) {
-        let mut rng = self.rng(key, kind, sample);
-        for v in out {
-            *v = Open01.sample(&mut rng);
+        let k = self.key_bytes(key, kind);
+        let base = (first as u64).wrapping_add(self.sample_offset);
+        for (g, group) in rows.chunks_mut(lanes::LANES * per).enumerate() {
+            let start = base.wrapping_add((g * lanes::LANES) as u64);
+            let streams = std::array::from_fn(|l| start.wrapping_add(l as u64));
+            let firsts = lanes::first_blocks(&k, &streams);
+            for (l, row) in group.chunks_mut(per).enumerate() {
+                let mut rng = lanes::SampleRng::new(&k, streams[l], &firsts[l]);
+                for v in row {
+                    *v = draw(&mut rng);
+                }
+            }
         }
     }
 
     /// `n` samples of `per_sample` standard normals each, row-major, on the host.
     pub fn normal_f64(&self, n: usize, per_sample: usize, key: NoiseKey) -> Vec<f64> {
         let mut out = vec![0.0; n * per_sample];
-        if per_sample > 0 {
-            for (i, row) in out.chunks_mut(per_sample).enumerate() {
-                self.fill_normal(key, i, row);
-            }
-        }
+        self.fill_samples(key, Kind::Normal, 0, per_sample, &mut out, |rng| {
+            StandardNormal.sample(rng)
+        });
         out
     }
 
@@ -160,11 +177,7 @@ impl NoiseSource {
 
     fn uniform_kind(&self, n: usize, per_sample: usize, key: NoiseKey, kind: Kind) -> Vec<f64> {
         let mut out = vec![0.0; n * per_sample];
-        if per_sample > 0 {
-            for (i, row) in out.chunks_mut(per_sample).enumerate() {
-                self.fill_uniform(key, kind, i, row);
-            }
-        }
+        self.fill_samples(key, kind, 0, per_sample, &mut out, |rng| Open01.sample(rng));
         out
     }
 
@@ -177,14 +190,13 @@ impl NoiseSource {
     ) -> Tensor<B, D> {
         let per = shape[1..].iter().product::<usize>();
         let mut data = vec![0f32; shape[0] * per];
-        // Sample i's stream depends on i alone, so rows fill in parallel with the values of
-        // `normal_f64` (drawn in f64, then rounded).
-        crate::host::fill_rows(&mut data, per, |i, row| {
-            let mut rng = self.rng(key, Kind::Normal, i);
-            for v in row {
-                let z: f64 = StandardNormal.sample(&mut rng);
-                *v = z as f32;
-            }
+        // Sample i's stream depends on i alone, so blocks of rows fill in parallel with the
+        // values of `normal_f64` (drawn in f64, then rounded).
+        crate::host::fill_row_blocks(&mut data, per, |first, rows| {
+            self.fill_samples(key, Kind::Normal, first, per, rows, |rng| {
+                let z: f64 = StandardNormal.sample(rng);
+                z as f32
+            });
         });
         Tensor::from_data(TensorData::new(data, shape), device)
     }
@@ -197,11 +209,13 @@ impl NoiseSource {
         device: &B::Device,
     ) -> Tensor<B, D> {
         let per = shape[1..].iter().product::<usize>();
-        let data: Vec<f32> = self
-            .uniform_kind(shape[0], per, key, Kind::Sign)
-            .into_iter()
-            .map(|u| if u < 0.5 { -1.0 } else { 1.0 })
-            .collect();
+        let mut data = vec![0f32; shape[0] * per];
+        crate::host::fill_row_blocks(&mut data, per, |first, rows| {
+            self.fill_samples(key, Kind::Sign, first, per, rows, |rng| {
+                let u: f64 = Open01.sample(rng);
+                if u < 0.5 { -1.0 } else { 1.0 }
+            });
+        });
         Tensor::from_data(TensorData::new(data, shape), device)
     }
 
@@ -213,11 +227,13 @@ impl NoiseSource {
         device: &B::Device,
     ) -> Tensor<B, D> {
         let per = shape[1..].iter().product::<usize>();
-        let data: Vec<f32> = self
-            .uniform_f64(shape[0], per, key)
-            .into_iter()
-            .map(|u| u as f32)
-            .collect();
+        let mut data = vec![0f32; shape[0] * per];
+        crate::host::fill_row_blocks(&mut data, per, |first, rows| {
+            self.fill_samples(key, Kind::Uniform, first, per, rows, |rng| {
+                let u: f64 = Open01.sample(rng);
+                u as f32
+            });
+        });
         Tensor::from_data(TensorData::new(data, shape), device)
     }
 }
@@ -248,6 +264,47 @@ mod tests {
             NoiseSource::new(2).normal_f64(10, 5, k)
         );
         assert_ne!(s.derive(1).seed(), s.derive(2).seed());
+    }
+
+    #[test]
+    fn draws_are_those_of_each_samples_chacha8rng() {
+        // The definition: sample i of a draw reads ChaCha8Rng keyed (seed, step, stream, kind)
+        // at stream i + offset, through rand_distr. The batched path (first blocks eight at a
+        // time) must give exactly that, for batches that are not multiples of eight, rows that
+        // need more than the first block (40 normals), offsets near u64::MAX and every kind.
+        let dev = Default::default();
+        for (seed, offset) in [(3u64, 0u64), (4, 5), (5, u64::MAX - 6)] {
+            let s = NoiseSource::new(seed).with_sample_offset(offset);
+            let key = NoiseKey::new(seed * 11, 2);
+            for (n, per) in [(1usize, 1usize), (13, 2), (9, 3), (3, 40), (2050, 2)] {
+                let want = |kind: Kind| -> Vec<f64> {
+                    (0..n)
+                        .flat_map(|i| {
+                            let mut rng = s.rng(key, kind, i);
+                            (0..per)
+                                .map(|_| match kind {
+                                    Kind::Normal => StandardNormal.sample(&mut rng),
+                                    _ => Open01.sample(&mut rng),
+                                })
+                                .collect::<Vec<f64>>()
+                        })
+                        .collect()
+                };
+                let normal = want(Kind::Normal);
+                assert_eq!(s.normal_f64(n, per, key), normal, "{n}x{per}");
+                let as_f32: Vec<f64> = normal.iter().map(|&z| z as f32 as f64).collect();
+                assert_eq!(to_f64(s.normal::<B, 2>([n, per], key, &dev)), as_f32);
+                let uniform = want(Kind::Uniform);
+                assert_eq!(s.uniform_f64(n, per, key), uniform, "{n}x{per}");
+                let as_f32: Vec<f64> = uniform.iter().map(|&u| u as f32 as f64).collect();
+                assert_eq!(to_f64(s.uniform::<B, 2>([n, per], key, &dev)), as_f32);
+                let signs: Vec<f64> = want(Kind::Sign)
+                    .iter()
+                    .map(|&u| if u < 0.5 { -1.0 } else { 1.0 })
+                    .collect();
+                assert_eq!(to_f64(s.rademacher::<B, 2>([n, per], key, &dev)), signs);
+            }
+        }
     }
 
     #[test]
