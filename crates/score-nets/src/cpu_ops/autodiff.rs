@@ -12,7 +12,7 @@ use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 use super::conv::{ConvGeom, conv2d_backward};
 use super::dense::{DenseGeom, DenseSaved, dense_backward};
 use super::energy::{EnergySaved, MlpGeom, energy_score_backward};
-use super::host::{EnergyParams, MlpParams, from_host, to_host, with_values};
+use super::host::{EnergyParams, MlpParams, Values, from_host, to_host, values, with_values};
 use super::jvp::{JvpSaved, jvp_backward};
 use super::norm::{NormGeom, NormStats, group_norm_backward};
 
@@ -49,9 +49,9 @@ impl<P: Backend> Backward<P, 3> for HostConv2dBackward {
         let (xs, ws) = (x.dims(), w.dims());
         let out = conv2d_backward(
             &g,
-            &to_host(x),
-            &to_host(w),
-            &to_host(dy),
+            &values(x),
+            &values(w),
+            &values(dy),
             node_x.is_some(),
             node_w.is_some(),
             node_b.is_some(),
@@ -120,12 +120,12 @@ impl<P: Backend> Backward<P, 4> for HostGroupNormBackward {
         let xs = x.dims();
         let out = group_norm_backward(
             &g,
-            &to_host(x),
-            &to_host(s),
-            &to_host(gamma),
-            &to_host(beta),
+            &values(x),
+            &values(s),
+            &values(gamma),
+            &values(beta),
             &stats,
-            &to_host(dy),
+            &values(dy),
             [
                 node_x.is_some(),
                 node_s.is_some(),
@@ -275,11 +275,11 @@ impl<P: Backend, const N: usize> Backward<P, N> for HostEnergyScoreBackward<N> {
         let x = Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(x));
         let v = Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(v));
         let dev = x.device();
-        let ws: Vec<Vec<f32>> = ws
+        let ws: Vec<Values> = ws
             .into_iter()
-            .map(|w| to_host(Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(w))))
+            .map(|w| values(Tensor::<P, 2>::from_primitive(TensorPrimitive::Float(w))))
             .collect();
-        let wr: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
+        let wr: Vec<&[f32]> = ws.iter().map(|v| &**v).collect();
         let v = to_host(v);
         let out = with_values(x, |x| {
             energy_score_backward(&g, x, &wr, &saved, &v, parents[0].is_some())
@@ -396,9 +396,9 @@ impl<P: Backend, const N: usize> Backward<P, N> for HostJvpBackward<N> {
         let h0 = wrap(h0);
         let dev = h0.device();
         // Hidden weights, then the output weight.
-        let ws: Vec<Vec<f32>> = ws.into_iter().map(|w| to_host(wrap(w))).collect();
+        let ws: Vec<Values> = ws.into_iter().map(|w| values(wrap(w))).collect();
         let (hidden, w_out) = ws.split_at(ws.len() - 1);
-        let wr: Vec<&[f32]> = hidden.iter().map(Vec::as_slice).collect();
+        let wr: Vec<&[f32]> = hidden.iter().map(|v| &**v).collect();
         // [ȳ | q̄] row by row.
         let xc = g.x_cols;
         let both = to_host(wrap(out_grad));

@@ -17,20 +17,48 @@ pub(super) fn to_host<P: Backend, const D: usize>(t: Tensor<P, D>) -> Vec<f32> {
         .expect("the fast CPU path only runs on f32 tensors")
 }
 
-/// Runs `f` on the tensor's values: borrowed in place on Flex when the tensor is contiguous
-/// (no copy, even when autodiff or a module shares it), a host copy otherwise.
+/// Runs `f` on the tensor's values ([`values`]: no copy on Flex when the tensor is contiguous).
 pub(super) fn with_values<P: Backend, const D: usize, R>(
     t: Tensor<P, D>,
     f: impl FnOnce(&[f32]) -> R,
 ) -> R {
+    f(&values(t))
+}
+
+/// A tensor's values on the host: the tensor itself on Flex when it is contiguous (an `Arc`
+/// clone, no copy, even when autodiff or a module shares it), a host copy otherwise.
+pub(super) enum Values {
+    /// A contiguous Flex tensor, read in place.
+    #[cfg(feature = "flex")]
+    Flex(burn_flex::FlexTensor),
+    /// A host copy.
+    Owned(Vec<f32>),
+}
+
+impl std::ops::Deref for Values {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match self {
+            #[cfg(feature = "flex")]
+            Values::Flex(t) => t
+                .as_slice::<f32>()
+                .expect("checked contiguous f32 in `values`"),
+            Values::Owned(v) => v,
+        }
+    }
+}
+
+/// The tensor's values, without a copy where [`Values`] allows.
+pub(super) fn values<P: Backend, const D: usize>(t: Tensor<P, D>) -> Values {
     #[cfg(feature = "flex")]
     if super::same::<P, burn::backend::Flex>() {
         let prim: burn_flex::FlexTensor = super::cast(t.clone().into_primitive().tensor());
-        if let Some(values) = prim.as_slice::<f32>() {
-            return f(values);
+        if prim.as_slice::<f32>().is_some() {
+            return Values::Flex(prim);
         }
     }
-    f(&to_host(t))
+    Values::Owned(to_host(t))
 }
 
 /// A tensor of `P` from a host vector.
@@ -50,7 +78,7 @@ pub(super) fn conv2d<P: Backend>(
     b: Option<Tensor<P, 1>>,
 ) -> Tensor<P, 4> {
     let dev = x.device();
-    let y = conv2d_forward(&g, &to_host(x), &to_host(w), b.map(to_host).as_deref());
+    let y = conv2d_forward(&g, &values(x), &values(w), b.map(values).as_deref());
     from_host(y, [g.n, g.co, g.oh(), g.ow()], &dev)
 }
 
@@ -67,10 +95,10 @@ pub(super) fn group_norm<P: Backend>(
     let shape = x.dims();
     let (y, stats) = group_norm_forward(
         &g,
-        &to_host(x),
-        &to_host(shift),
-        &to_host(gamma),
-        &to_host(beta),
+        &values(x),
+        &values(shift),
+        &values(gamma),
+        &values(beta),
     );
     (from_host(y, shape, &dev), stats)
 }
@@ -145,11 +173,11 @@ pub(super) fn energy_score<P: Backend>(
     save: bool,
 ) -> (Tensor<P, 2>, EnergySaved) {
     let dev = x.device();
-    let ws: Vec<Vec<f32>> = params.weights.into_iter().map(to_host).collect();
-    let bs: Vec<Vec<f32>> = params.biases.into_iter().map(to_host).collect();
-    let w_out = to_host(params.w_out);
-    let wr: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
-    let br: Vec<&[f32]> = bs.iter().map(Vec::as_slice).collect();
+    let ws: Vec<Values> = params.weights.into_iter().map(values).collect();
+    let bs: Vec<Values> = params.biases.into_iter().map(values).collect();
+    let w_out = values(params.w_out);
+    let wr: Vec<&[f32]> = ws.iter().map(|v| &**v).collect();
+    let br: Vec<&[f32]> = bs.iter().map(|v| &**v).collect();
     let (s, saved) = with_values(x, |x| energy_score_forward(g, x, &wr, &br, &w_out, save));
     (from_host(s, [g.n, g.x_cols], &dev), saved)
 }
@@ -172,11 +200,11 @@ pub(super) fn output_and_quadratic_form<P: Backend>(
     save: bool,
 ) -> (Tensor<P, 2>, JvpSaved) {
     let dev = h0.device();
-    let ws: Vec<Vec<f32>> = params.weights.into_iter().map(to_host).collect();
-    let bs: Vec<Vec<f32>> = params.biases.into_iter().map(to_host).collect();
-    let (wo, bo) = (to_host(params.w_out), to_host(params.b_out));
-    let wr: Vec<&[f32]> = ws.iter().map(Vec::as_slice).collect();
-    let br: Vec<&[f32]> = bs.iter().map(Vec::as_slice).collect();
+    let ws: Vec<Values> = params.weights.into_iter().map(values).collect();
+    let bs: Vec<Values> = params.biases.into_iter().map(values).collect();
+    let (wo, bo) = (values(params.w_out), values(params.b_out));
+    let wr: Vec<&[f32]> = ws.iter().map(|v| &**v).collect();
+    let br: Vec<&[f32]> = bs.iter().map(|v| &**v).collect();
     let (y, q, saved) = with_values(h0, |h0| jvp_forward(g, h0, v, &wr, &br, &wo, &bo, save));
     let xc = g.x_cols;
     let mut out = Vec::with_capacity(g.n * (xc + 1));
