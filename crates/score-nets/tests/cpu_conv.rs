@@ -35,6 +35,11 @@ const CASES: &[Case] = &[
     (2, 3, 1, 2, (0, 0, 0, 0), 7, 7, 2),
     (2, 3, 3, 1, (1, 0, 0, 2), 6, 5, 5),
     (1, 8, 3, 1, (1, 1, 1, 1), 28, 28, 1),
+    // Stride 1 with the output as wide as the input (im2col's shifted-copy path): a 5×5 kernel
+    // wider than half the input, and a padding all on the left and at the bottom, so that whole
+    // output rows and columns read only padding.
+    (2, 3, 5, 1, (2, 2, 2, 2), 4, 4, 2),
+    (1, 2, 3, 1, (0, 2, 3, 0), 3, 3, 1),
 ];
 
 fn make_conv<B: Backend>(case: &Case, bias: bool, dev: &B::Device) -> Conv2d<B> {

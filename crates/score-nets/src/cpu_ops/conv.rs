@@ -130,6 +130,9 @@ fn valid_cols(g: &ConvGeom, j: usize, ow: usize) -> (usize, usize) {
 
 /// `col[K, oh·ow] = im2col(xb)` for one sample `xb: [ci, h, w]`.
 fn im2col(g: &ConvGeom, xb: &[f32], col: &mut [f32]) {
+    if g.sh == 1 && g.sw == 1 && g.ow() == g.w {
+        return im2col_same_width(g, xb, col);
+    }
     let ow = g.ow();
     for_each_col_row(g, |dst, src, j| {
         let seg = &mut col[dst..dst + ow];
@@ -150,6 +153,50 @@ fn im2col(g: &ConvGeom, xb: &[f32], col: &mut [f32]) {
             }
         }
     });
+}
+
+/// [`im2col`] for stride 1 where the output is as wide as the input (`pl + pr = kw − 1`, as in
+/// every 3×3 "same" convolution of the U-Net). Then the im2col row of `(c, i, j)` is the input
+/// channel shifted by `(i − pt)` rows and `(j − pl)` columns: its valid output rows are one
+/// contiguous copy (a copy per output row made the short rows of 7–28 values cost more in
+/// `memmove` calls than in bytes), after which the `|j − pl|` columns that crossed the left or
+/// right edge of a row are set to zero.
+fn im2col_same_width(g: &ConvGeom, xb: &[f32], col: &mut [f32]) {
+    let (oh, w, hw) = (g.oh(), g.w, g.hw());
+    let ohw = oh * w;
+    for c in 0..g.ci {
+        for i in 0..g.kh {
+            // Output rows oy whose input row oy + i − pt lies inside 0..h.
+            let oy_lo = g.pt.saturating_sub(i).min(oh);
+            let oy_hi = (g.h + g.pt).saturating_sub(i).min(oh).max(oy_lo);
+            for j in 0..g.kw {
+                let dst = &mut col[((c * g.kh + i) * g.kw + j) * ohw..][..ohw];
+                dst[..oy_lo * w].fill(0.0);
+                dst[oy_hi * w..].fill(0.0);
+                if oy_hi == oy_lo {
+                    continue;
+                }
+                let shift = j as isize - g.pl as isize;
+                let rows = &mut dst[oy_lo * w..oy_hi * w];
+                // Input offset of output (oy_lo, 0): row oy_lo + i − pt, column `shift`.
+                let src0 = (c * hw + (oy_lo + i - g.pt) * w) as isize + shift;
+                let len = rows.len() as isize;
+                // The first −shift (or last shift) values of the block read outside this
+                // channel's rows: they are edge columns, zeroed below, so they are not copied.
+                let (d_lo, d_hi) = (0isize.max(-shift), len - 0isize.max(shift));
+                if d_lo < d_hi {
+                    let src = (src0 + d_lo) as usize;
+                    rows[d_lo as usize..d_hi as usize]
+                        .copy_from_slice(&xb[src..src + (d_hi - d_lo) as usize]);
+                }
+                let (left, right) = ((-shift).clamp(0, w as isize), shift.clamp(0, w as isize));
+                for row in rows.chunks_exact_mut(w) {
+                    row[..left as usize].fill(0.0);
+                    row[w - right as usize..].fill(0.0);
+                }
+            }
+        }
+    }
 }
 
 /// `dxb[ci, h, w] += col2im(col)` for one sample (the adjoint of [`im2col`]).
