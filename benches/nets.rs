@@ -25,6 +25,7 @@ use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use score_sde::score_core::{NoiseKey, NoiseSource};
 use score_sde::score_nets::cpu_ops::with_reference_ops;
 use score_sde::score_nets::{TimeMlp, TimeMlpConfig, UNet, UNetConfig};
+use score_sde::score_train::FusedAdam;
 
 fn full() -> bool {
     std::env::var_os("SCORE_BENCH_FULL").is_some()
@@ -93,7 +94,7 @@ fn bench_backend<B: Backend>(c: &mut Criterion, name: &str, unet_backward: bool)
 }
 
 /// One training step as the PyTorch twin (`benches/reference/torch_unet.py`) times it: forward,
-/// mean-square loss against the input, backward, Adam update (lr 2e-4); reading the output
+/// mean-square loss against the input, backward, Adam update (lr 2e-4, the trainer's `FusedAdam`); reading the output
 /// bias back forces the whole step.
 fn train_step<B: Backend>(
     net: UNet<Autodiff<B>>,
@@ -132,7 +133,9 @@ fn bench_training<B: Backend>(c: &mut Criterion, name: &str) {
             });
         }
         let mut net = Some(cfg.init::<Autodiff<B>>(&dev).expect("valid config"));
-        let mut opt = AdamConfig::new().init::<Autodiff<B>, UNet<Autodiff<B>>>();
+        // The trainer's Adam (burn's arithmetic as one host pass per parameter on the CPU
+        // backends), against the twin's `torch.optim.Adam`.
+        let mut opt = FusedAdam::init::<Autodiff<B>, UNet<Autodiff<B>>>(&AdamConfig::new());
         let (x, t) = inputs::<Autodiff<B>, 4>(shape, &dev);
         group.bench_function(format!("unet_{config}_train_step_b{batch}"), |b| {
             b.iter(|| {
