@@ -362,6 +362,51 @@ pub struct ConvGrads {
     pub bias: Option<Vec<f32>>,
 }
 
+/// The geometry of the input gradient of a stride-1 convolution as a forward convolution of
+/// `dy` (`[n, co, oh, ow]` → `[n, ci, h, w]`), or `None` where that does not apply (a stride
+/// above 1, a padding wider than the kernel, a pointwise convolution, which needs no im2col).
+fn transposed_geometry(g: &ConvGeom) -> Option<ConvGeom> {
+    let fits = g.sh == 1
+        && g.sw == 1
+        && !g.pointwise()
+        && g.pt < g.kh
+        && g.pb < g.kh
+        && g.pl < g.kw
+        && g.pr < g.kw;
+    fits.then(|| ConvGeom {
+        n: g.n,
+        ci: g.co,
+        h: g.oh(),
+        w: g.ow(),
+        co: g.ci,
+        kh: g.kh,
+        kw: g.kw,
+        sh: 1,
+        sw: 1,
+        pt: g.kh - 1 - g.pt,
+        pl: g.kw - 1 - g.pl,
+        pb: g.kh - 1 - g.pb,
+        pr: g.kw - 1 - g.pr,
+    })
+}
+
+/// `w'[ci, co, i, j] = w[co, ci, kh − 1 − i, kw − 1 − j]`: the kernel of the transposed
+/// convolution.
+fn flipped_transposed_kernel(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let (kh, kw) = (g.kh, g.kw);
+    let mut out = vec![0.0f32; w.len()];
+    for o in 0..g.co {
+        for c in 0..g.ci {
+            let src = &w[(o * g.ci + c) * kh * kw..][..kh * kw];
+            let dst = &mut out[(c * g.co + o) * kh * kw..][..kh * kw];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    out
+}
+
 /// Backward convolution: the gradients of `Σ dy ⊙ conv(x, w, b)` with respect to `x`, `w` and
 /// `b`, each computed only when its `need_*` flag is set.
 pub fn conv2d_backward(
@@ -381,6 +426,19 @@ pub fn conv2d_backward(
     let chunks = g.n.div_ceil(BACKWARD_CHUNK);
     let par = inner_parallelism(chunks);
     let mut grads = ConvGrads::default();
+    // With stride 1 the input gradient is itself a convolution (of dy with the flipped,
+    // transposed kernel): its GEMM then sums over co·kh·kw, not co, and writes ci·h·w values a
+    // sample instead of the ci·kh·kw·h·w of Wᵀ·dY that col2im then scatters back.
+    let transposed = need_x.then(|| transposed_geometry(g)).flatten();
+    if let Some(gt) = transposed {
+        grads.x = Some(conv2d_forward(
+            &gt,
+            dy,
+            &flipped_transposed_kernel(g, w),
+            None,
+        ));
+    }
+    let need_x = need_x && transposed.is_none();
     if need_x || need_weight {
         // Per chunk: the weight-gradient partial and the chunk's input gradient.
         let parts: Vec<(Vec<f32>, Vec<f32>)> = (0..chunks)
