@@ -1,5 +1,6 @@
 //! 2-D convolution on host `f32` slices in NCHW layout: im2col + GEMM forward, and the two GEMM
-//! backwards (weight gradient `dY · im2col(x)ᵀ`, input gradient `col2im(Wᵀ · dY)`).
+//! backwards (weight gradient `dY · im2col(x)ᵀ`; input gradient, for stride 1, the forward
+//! convolution of `dY` with the flipped, transposed kernel, and otherwise `col2im(Wᵀ · dY)`).
 //!
 //! Work is split over fixed chunks of the batch with rayon, and every reduction (the weight and
 //! bias gradients) sums its per-chunk partials in chunk order, so the results do not depend on
