@@ -174,12 +174,10 @@ impl NoiseSource {
 
     /// `n` samples of `per_sample` uniforms on (0, 1) each, row-major, on the host.
     pub fn uniform_f64(&self, n: usize, per_sample: usize, key: NoiseKey) -> Vec<f64> {
-        self.uniform_kind(n, per_sample, key, Kind::Uniform)
-    }
-
-    fn uniform_kind(&self, n: usize, per_sample: usize, key: NoiseKey, kind: Kind) -> Vec<f64> {
         let mut out = vec![0.0; n * per_sample];
-        self.fill_samples(key, kind, 0, per_sample, &mut out, |rng| Open01.sample(rng));
+        self.fill_samples(key, Kind::Uniform, 0, per_sample, &mut out, |rng| {
+            Open01.sample(rng)
+        });
         out
     }
 

@@ -12,7 +12,7 @@ use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 use super::conv::{ConvGeom, conv2d_backward};
 use super::dense::{DenseGeom, DenseSaved, dense_backward};
 use super::energy::{EnergySaved, MlpGeom, energy_score_backward};
-use super::host::{EnergyParams, MlpParams, Values, from_host, to_host, values, with_values};
+use super::host::{EnergyParams, MlpParams, Values, from_host, to_host, values};
 use super::jvp::{JvpSaved, jvp_backward};
 use super::norm::{NormGeom, NormStats, group_norm_backward};
 
@@ -213,9 +213,7 @@ impl<P: Backend> Backward<P, 3> for HostDenseBackward {
         let dev = x.device();
         let need = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
         let dy = to_host(dy);
-        let out = with_values(x, |x| {
-            with_values(w, |w| dense_backward(&g, x, w, &saved, dy, need))
-        });
+        let out = dense_backward(&g, &values(x), &values(w), &saved, dy, need);
         register::<P, 2>(grads, node_x.map(|n| n.id), out.x, [g.n, g.k], &dev);
         register::<P, 2>(grads, node_w.map(|n| n.id), out.weight, [g.k, g.m], &dev);
         register::<P, 1>(grads, node_b.map(|n| n.id), out.bias, [g.m], &dev);
@@ -281,9 +279,7 @@ impl<P: Backend, const N: usize> Backward<P, N> for HostEnergyScoreBackward<N> {
             .collect();
         let wr: Vec<&[f32]> = ws.iter().map(|v| &**v).collect();
         let v = to_host(v);
-        let out = with_values(x, |x| {
-            energy_score_backward(&g, x, &wr, &saved, &v, parents[0].is_some())
-        });
+        let out = energy_score_backward(&g, &values(x), &wr, &saved, &v, parents[0].is_some());
         let id = |i: usize| parents[i].as_ref().map(|n| n.id);
         register::<P, 2>(grads, id(0), out.x, [g.n, g.d], &dev);
         let layers = g.widths.len();
@@ -408,19 +404,17 @@ impl<P: Backend, const N: usize> Backward<P, N> for HostJvpBackward<N> {
             y_bar.extend_from_slice(&row[..xc]);
             q_bar.push(row[xc]);
         }
-        let out = with_values(h0, |h0| {
-            jvp_backward(
-                &g,
-                h0,
-                &v,
-                &wr,
-                &w_out[0],
-                &saved,
-                &y_bar,
-                &q_bar,
-                parents[0].is_some(),
-            )
-        });
+        let out = jvp_backward(
+            &g,
+            &values(h0),
+            &v,
+            &wr,
+            &w_out[0],
+            &saved,
+            &y_bar,
+            &q_bar,
+            parents[0].is_some(),
+        );
         let id = |i: usize| parents[i].as_ref().map(|n| n.id);
         register::<P, 2>(grads, id(0), out.input, [g.n, g.d], &dev);
         let layers = g.widths.len();

@@ -17,14 +17,6 @@ pub(super) fn to_host<P: Backend, const D: usize>(t: Tensor<P, D>) -> Vec<f32> {
         .expect("the fast CPU path only runs on f32 tensors")
 }
 
-/// Runs `f` on the tensor's values ([`values`]: no copy on Flex when the tensor is contiguous).
-pub(super) fn with_values<P: Backend, const D: usize, R>(
-    t: Tensor<P, D>,
-    f: impl FnOnce(&[f32]) -> R,
-) -> R {
-    f(&values(t))
-}
-
 /// A tensor's values on the host: the tensor itself on Flex when it is contiguous (an `Arc`
 /// clone, no copy, even when autodiff or a module shares it), a host copy otherwise.
 pub(super) enum Values {
@@ -112,12 +104,8 @@ pub(super) fn dense<P: Backend>(
     save: bool,
 ) -> (Tensor<P, 2>, DenseSaved) {
     let dev = x.device();
-    let (y, saved) = with_values(x, |x| {
-        with_values(w, |w| match b {
-            Some(b) => with_values(b, |b| dense_forward(&g, x, w, Some(b), save)),
-            None => dense_forward(&g, x, w, None, save),
-        })
-    });
+    let (x, w, b) = (values(x), values(w), b.map(values));
+    let (y, saved) = dense_forward(&g, &x, &w, b.as_deref(), save);
     (from_host(y, [g.n, g.m], &dev), saved)
 }
 
@@ -178,7 +166,7 @@ pub(super) fn energy_score<P: Backend>(
     let w_out = values(params.w_out);
     let wr: Vec<&[f32]> = ws.iter().map(|v| &**v).collect();
     let br: Vec<&[f32]> = bs.iter().map(|v| &**v).collect();
-    let (s, saved) = with_values(x, |x| energy_score_forward(g, x, &wr, &br, &w_out, save));
+    let (s, saved) = energy_score_forward(g, &values(x), &wr, &br, &w_out, save);
     (from_host(s, [g.n, g.x_cols], &dev), saved)
 }
 
@@ -205,7 +193,7 @@ pub(super) fn output_and_quadratic_form<P: Backend>(
     let (wo, bo) = (values(params.w_out), values(params.b_out));
     let wr: Vec<&[f32]> = ws.iter().map(|v| &**v).collect();
     let br: Vec<&[f32]> = bs.iter().map(|v| &**v).collect();
-    let (y, q, saved) = with_values(h0, |h0| jvp_forward(g, h0, v, &wr, &br, &wo, &bo, save));
+    let (y, q, saved) = jvp_forward(g, &values(h0), v, &wr, &br, &wo, &bo, save);
     let xc = g.x_cols;
     let mut out = Vec::with_capacity(g.n * (xc + 1));
     for (row, qv) in y.chunks_exact(xc).zip(q) {
