@@ -148,6 +148,8 @@ fn bench_training<B: Backend>(c: &mut Criterion, name: &str) {
 }
 
 fn benches(c: &mut Criterion) {
+    // As the examples do: freed activation buffers stay in the process (`score_sde::memory`).
+    score_sde::memory::keep_freed_memory();
     bench_backend::<NdArray<f32>>(c, "ndarray", full());
     #[cfg(feature = "flex")]
     bench_backend::<burn::backend::Flex>(c, "flex", true);

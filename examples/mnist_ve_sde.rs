@@ -142,6 +142,8 @@ fn verdict(j: &MnistReport) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Freed activation buffers stay in the process for the next step (10–15 % of a CPU step).
+    score_sde::memory::keep_freed_memory();
     let args = Args::parse();
     if cfg!(debug_assertions) {
         eprintln!(

@@ -12,7 +12,8 @@
 //! - [`score_data`]: MNIST (IDX reader, burn datasets) and the toy 2-D sets;
 //! - [`score_eval`]: sample-quality metrics and the MNIST judge;
 //! - [`mnist`]: the MNIST job behind `cargo run --release --example mnist_ve_sde`;
-//! - [`plot`]: PNG figures of samples, score fields, loss curves and image grids.
+//! - [`plot`]: PNG figures of samples, score fields, loss curves and image grids;
+//! - [`memory`]: keeping freed memory in the process (faster CPU training with glibc).
 //!
 //! ```
 //! use score_sde::backend::Selected;
@@ -26,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod memory;
 pub mod mnist;
 pub mod plot;
 
