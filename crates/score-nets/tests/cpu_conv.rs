@@ -40,6 +40,11 @@ const CASES: &[Case] = &[
     // output rows and columns read only padding.
     (2, 3, 5, 1, (2, 2, 2, 2), 4, 4, 2),
     (1, 2, 3, 1, (0, 2, 3, 0), 3, 3, 1),
+    // 33–64 output channels: the forward GEMM writes channels-last and transposes (17 × 3
+    // pixels, not a multiple of its 16 × 16 tiles); 33–64 input channels send the stride-1
+    // input gradient's convolution down the same path.
+    (3, 40, 3, 1, (1, 1, 1, 1), 17, 3, 2),
+    (33, 2, 3, 1, (1, 1, 1, 1), 5, 6, 2),
 ];
 
 fn make_conv<B: Backend>(case: &Case, bias: bool, dev: &B::Device) -> Conv2d<B> {
@@ -113,7 +118,7 @@ fn fast_conv_matches_burn_on_ndarray() {
 /// `L` is linear in each argument, so the differences are exact up to rounding.
 #[test]
 fn host_conv_gradients_match_central_differences() {
-    for (case, seed) in [(CASES[1], 1), (CASES[6], 2), (CASES[2], 3)] {
+    for (case, seed) in [(CASES[1], 1), (CASES[6], 2), (CASES[2], 3), (CASES[10], 4)] {
         let (ci, co, k, s, (pt, pl, pb, pr), h, w, n) = case;
         let g = ConvGeom {
             n,

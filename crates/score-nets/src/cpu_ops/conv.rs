@@ -325,9 +325,10 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
         rs: k,
         cs: 1,
     };
+    let channels_last = channels_last_output(g.co);
     y.par_chunks_mut(g.co * ohw).enumerate().for_each_init(
-        Vec::new,
-        |col: &mut Vec<f32>, (b, yb)| {
+        || (Vec::new(), Vec::new()),
+        |(col, yt): &mut (Vec<f32>, Vec<f32>), (b, yb)| {
             let xb = &x[b * g.ci * hw..(b + 1) * g.ci * hw];
             let rhs = if g.pointwise() {
                 xb
@@ -336,6 +337,23 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
                 im2col(g, xb, col);
                 col
             };
+            if channels_last {
+                // Yᵀ[ohw, co] = colᵀ[ohw, K] · Wᵀ[K, co], then transposed into NCHW.
+                yt.resize(ohw * g.co, 0.0);
+                let colt = Mat {
+                    data: rhs,
+                    rs: 1,
+                    cs: ohw,
+                };
+                let wt = Mat {
+                    data: w,
+                    rs: 1,
+                    cs: k,
+                };
+                matmul(ohw, g.co, k, yt, false, colt, wt, par);
+                transpose_add_bias(ohw, g.co, yt, yb, bias);
+                return;
+            }
             if let Some(bias) = bias {
                 for (row, &bv) in yb.chunks_mut(ohw).zip(bias) {
                     row.fill(bv);
@@ -350,6 +368,40 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
         },
     );
     y
+}
+
+/// Whether the forward GEMM writes its output channels-last (`Yᵀ[ohw, co]`, transposed into
+/// NCHW afterwards) rather than row by row. `gemm`'s AVX-512 kernel then covers the 33–64 output
+/// channels with one 64-row tile: on this machine's U-Net shapes with 64 output channels
+/// (`64 × 196 × 576`, `64 × 49 × 576`, `64 × 1024 × 576`) the GEMM and the transpose together ran
+/// 5–18 % faster than the row-major GEMM, and with 32, 96, 128 or 192 channels they did not.
+/// Fixed by the shape alone, so a given convolution always takes the same path (bit-identical
+/// reruns).
+fn channels_last_output(co: usize) -> bool {
+    (33..=64).contains(&co)
+}
+
+/// `dst[o, p] = src[p, o] + bias[o]` for `src: [rows = ohw, cols = co]`, in 16 × 16 tiles so that
+/// both sides stay in cache lines while they are read and written.
+fn transpose_add_bias(
+    rows: usize,
+    cols: usize,
+    src: &[f32],
+    dst: &mut [f32],
+    bias: Option<&[f32]>,
+) {
+    const TILE: usize = 16;
+    for p0 in (0..rows).step_by(TILE) {
+        let p1 = (p0 + TILE).min(rows);
+        for o0 in (0..cols).step_by(TILE) {
+            for o in o0..(o0 + TILE).min(cols) {
+                let b = bias.map_or(0.0, |b| b[o]);
+                for (p, d) in (p0..p1).zip(&mut dst[o * rows + p0..o * rows + p1]) {
+                    *d = src[p * cols + o] + b;
+                }
+            }
+        }
+    }
 }
 
 /// Gradients of a convolution; each is present when it was asked for.
