@@ -11,6 +11,10 @@
 //! at batch 64 and the CIFAR-10 U-Net at batch 32 (also its forward);
 //! `benches/reference/compare_unet.py` runs both sides interleaved and prints the ratios.
 //!
+//! Like the examples, the bench first calls `score_sde::memory::keep_freed_memory`, so that
+//! glibc keeps the U-Net's freed buffers for the next iteration instead of returning them to the
+//! kernel.
+//!
 //! `cargo bench --bench nets [--features flex]`. Set `SCORE_BENCH_FULL=1` for criterion's full
 //! sampling; the default is a short CI-sized run: 10 samples, the U-Net measured with flat
 //! sampling (10 iterations: one forward + backward takes seconds on a CPU backend), and the

@@ -2,6 +2,11 @@
 //! backwards (weight gradient `dY · im2col(x)ᵀ`; input gradient, for stride 1, the forward
 //! convolution of `dY` with the flipped, transposed kernel, and otherwise `col2im(Wᵀ · dY)`).
 //!
+//! With 33–64 output channels the forward GEMM writes its output channels-last and a tiled
+//! transpose puts it back into NCHW; the weight gradient is computed transposed
+//! (`dWᵀ = col · dYᵀ`) and transposed once at the end. Both orientations are the faster ones for
+//! `gemm` on those shapes.
+//!
 //! Work is split over fixed chunks of the batch with rayon, and every reduction (the weight and
 //! bias gradients) sums its per-chunk partials in chunk order, so the results do not depend on
 //! how rayon schedules the chunks: outputs are bit-identical run to run.
