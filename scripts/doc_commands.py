@@ -51,7 +51,7 @@ IN_CI = [
 ]
 
 LONG = {
-    "cargo run --release --example mnist_ve_sde": "54 min 49 s, measured (README: the default run)",
+    "cargo run --release --example mnist_ve_sde": "22 min 45 s, measured (README: the default run)",
     "cargo run --example mnist_ve_sde": "the same run in a debug build: far longer, not timed",
     "cargo run --release -p score-eval --example train_judge": "363 s, measured (README)",
 }

@@ -64,15 +64,18 @@ def main():
             if bench in ours:
                 ours[bench].append(v)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    print("| work | this library (Flex) | PyTorch | ratio (PyTorch / ours) |")
-    print("| --- | --- | --- | --- |")
+    print("| work | this library (Flex) | PyTorch | ratio (PyTorch / ours) | rounds: ours | rounds: PyTorch |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for bench, config, fig in PAIRS:
         a, b = ours[bench], twin[(config, fig)]
         if not a or not b:
-            print(f"| {bench} | missing | missing | |")
+            print(f"| {bench} | missing | missing | | | |")
             continue
         ma, mb = statistics.median(a), statistics.median(b)
-        print(f"| {bench} | {ma:.0f} ms | {mb:.0f} ms | {mb / ma:.2f}x |")
+        rounds = lambda xs: ", ".join(f"{x:.0f}" for x in xs)
+        print(
+            f"| {bench} | {ma:.0f} ms | {mb:.0f} ms | {mb / ma:.2f}x | {rounds(a)} | {rounds(b)} |"
+        )
 
 
 if __name__ == "__main__":
