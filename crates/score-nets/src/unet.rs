@@ -17,7 +17,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Tensor, activation, backend::Backend};
 
-use crate::cpu_ops::{conv2d, group_norm};
+use crate::cpu_ops::{cat_channels, conv2d, group_norm};
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
 use crate::error::{NetsError, Result as NetsResult, ensure_nonzero};
 use crate::layers::{Activation, dense, seeded_init};
@@ -443,7 +443,7 @@ impl<B: Backend> UNet<B> {
                     h = conv2d(conv, h);
                 }
             }
-            h = Tensor::cat(vec![h, skip], 1);
+            h = cat_channels(h, skip);
             for (b, block) in blocks.iter().enumerate() {
                 h = block.forward(h, emb.clone());
                 if let Some(a) = self.up_attention[j].get(b) {

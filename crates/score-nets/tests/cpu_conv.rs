@@ -1,6 +1,6 @@
 //! The fast CPU convolution (`cpu_ops`) against burn's own `Conv2d` (values and the gradients of
 //! input, weight and bias), against central differences, and inside the MNIST U-Net (with the
-//! fused GroupNorm of `tests/cpu_norm.rs`).
+//! fused GroupNorm of `tests/cpu_norm.rs`); the channel concatenation against burn's `cat`.
 
 use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::{AutodiffModule, Module};
@@ -8,7 +8,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use score_nets::cpu_ops::conv::{ConvGeom, conv2d_backward, conv2d_forward};
-use score_nets::cpu_ops::{conv2d, with_reference_ops};
+use score_nets::cpu_ops::{cat_channels, conv2d, with_reference_ops};
 use score_nets::{UNet, UNetConfig, seeded_init};
 
 mod common;
@@ -102,6 +102,60 @@ fn check_against_reference<B: Backend>(dev: &B::Device) {
             assert_close(&format!("{what} (no autodiff)"), fast, reference);
         }
     }
+}
+
+/// `cat_channels` against burn's `cat`: values, and the gradients of both inputs when each also
+/// feeds another term (so the concatenation's gradient is added to one already registered, the
+/// U-Net's case), when only one input is tracked, and with batch 1; on the plain backend too.
+fn check_cat_channels<B: Backend>(dev: &B::Device) {
+    type A<B> = Autodiff<B>;
+    for (n, ca, cb, h, w, track_b) in [
+        (3, 2, 5, 4, 3, true),
+        (1, 4, 1, 2, 7, true),
+        (2, 3, 2, 5, 5, false),
+    ] {
+        let what = format!("cat n {n}, channels {ca} + {cb}, {h}×{w}, b tracked {track_b}");
+        let input = |c: usize, seed: u32| {
+            let data = TensorData::new(values(n * c * h * w, seed), [n, c, h, w]);
+            Tensor::<A<B>, 4>::from_data(data, dev)
+        };
+        let a = input(ca, 1).require_grad();
+        let b = if track_b {
+            input(cb, 2).require_grad()
+        } else {
+            input(cb, 2)
+        };
+        // Weights that make every output position's gradient different.
+        let weight = Tensor::<A<B>, 4>::from_data(
+            TensorData::new(values(n * (ca + cb) * h * w, 3), [n, ca + cb, h, w]),
+            dev,
+        );
+        let loss = |cat: Tensor<A<B>, 4>| {
+            (cat * weight.clone()).sum() + a.clone().powf_scalar(2.0).sum() + b.clone().sin().sum()
+        };
+        let fast = cat_channels(a.clone(), b.clone());
+        let reference = with_reference_ops(|| cat_channels(a.clone(), b.clone()));
+        assert_close(&what, fast.clone(), reference.clone());
+        let gf = loss(fast).backward();
+        let gr = loss(reference).backward();
+        let grad = |t: &Tensor<A<B>, 4>, g| t.grad(g).expect("tracked input has a gradient");
+        assert_close(&format!("{what} da"), grad(&a, &gf), grad(&a, &gr));
+        if track_b {
+            assert_close(&format!("{what} db"), grad(&b, &gf), grad(&b, &gr));
+        }
+        let plain = cat_channels(a.clone().inner(), b.clone().inner());
+        assert_close(
+            &format!("{what} (no autodiff)"),
+            plain,
+            Tensor::cat(vec![a.inner(), b.inner()], 1),
+        );
+    }
+}
+
+#[test]
+fn cat_channels_matches_burn() {
+    check_cat_channels::<Flex>(&Default::default());
+    check_cat_channels::<NdArray<f32>>(&Default::default());
 }
 
 #[test]

@@ -93,6 +93,66 @@ pub(super) fn conv2d<P: Backend>(
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
+/// Backward of [`cat_channels`]: hands each input its channels of `dy` as a contiguous tensor of
+/// its own. burn's `cat` backward hands out strided views of `dy` instead, and adding such a view
+/// to a gradient already registered for the same tensor (the U-Net's skip tensors also feed a
+/// convolution) runs element by element in Flex.
+#[derive(Debug)]
+struct CatChannelsBackward;
+
+impl<P: Backend> Backward<P, 2> for CatChannelsBackward {
+    /// `[n, channels of a, channels of b, h, w]`.
+    type State = [usize; 5];
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_a, node_b] = ops.parents;
+        let dy = grads.consume::<P>(&ops.node);
+        let [n, ca, cb, h, w] = ops.state;
+        let dy = Tensor::<P, 4>::from_primitive(TensorPrimitive::Float(dy));
+        let dev = dy.device();
+        let dy = values(dy);
+        let (a_len, b_len) = (ca * h * w, cb * h * w);
+        let part = |offset: usize, len: usize| {
+            let mut out = Vec::with_capacity(n * len);
+            for sample in dy.chunks_exact(a_len + b_len) {
+                out.extend_from_slice(&sample[offset..offset + len]);
+            }
+            out
+        };
+        let da = node_a.as_ref().map(|_| part(0, a_len));
+        let db = node_b.as_ref().map(|_| part(a_len, b_len));
+        register::<P, 4>(grads, node_a.map(|n| n.id), da, [n, ca, h, w], &dev);
+        register::<P, 4>(grads, node_b.map(|n| n.id), db, [n, cb, h, w], &dev);
+    }
+}
+
+/// `cat([a, b], 1)` of two NCHW tensors on `Autodiff<P>`: burn's `cat` on `P`, with
+/// [`CatChannelsBackward`].
+pub(super) fn cat_channels<P: Backend>(
+    a: Tensor<Autodiff<P>, 4>,
+    b: Tensor<Autodiff<P>, 4>,
+) -> Tensor<Autodiff<P>, 4> {
+    let [n, ca, h, w] = a.dims();
+    let cb = b.dims()[1];
+    let a = a.into_primitive().tensor();
+    let b = b.into_primitive().tensor();
+    let forward = |a, b| {
+        let wrap = |t| Tensor::<P, 4>::from_primitive(TensorPrimitive::Float(t));
+        Tensor::cat(vec![wrap(a), wrap(b)], 1)
+            .into_primitive()
+            .tensor()
+    };
+    let out = match CatChannelsBackward
+        .prepare::<NoCheckpointing>([a.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish([n, ca, cb, h, w], forward(a.primitive, b.primitive)),
+        OpsKind::UnTracked(prep) => prep.finish(forward(a.primitive, b.primitive)),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
 /// Backward of the fused GroupNorm. Its state keeps the inner input, shift, γ and β and the
 /// forward's statistics.
 #[derive(Debug)]
