@@ -386,8 +386,9 @@ fn channels_last_output(co: usize) -> bool {
     (33..=64).contains(&co)
 }
 
-/// `dst[o, p] = src[p, o] + bias[o]` for `src: [rows = ohw, cols = co]`, in 16 × 16 tiles so that
-/// both sides stay in cache lines while they are read and written.
+/// `dst[o, p] = src[p, o] + bias[o]` (no bias: a plain transpose) for `src: [rows, cols]`, e.g.
+/// `[ohw, co]`, in 16 × 16 tiles so that both sides stay in cache lines while they are read and
+/// written.
 fn transpose_add_bias(
     rows: usize,
     cols: usize,
@@ -575,11 +576,7 @@ pub fn conv2d_backward(
                 }
             }
             let mut dw = vec![0.0f32; g.co * k];
-            for (r, row) in dwt.chunks_exact(g.co).enumerate() {
-                for (o, &v) in row.iter().enumerate() {
-                    dw[o * k + r] = v;
-                }
-            }
+            transpose_add_bias(k, g.co, &dwt, &mut dw, None);
             grads.weight = Some(dw);
         }
         if need_x {
