@@ -36,6 +36,35 @@ pub fn to_f64<B: Backend, const D: usize>(x: Tensor<B, D>) -> Vec<f64> {
         .expect("a float tensor converts to f64")
 }
 
+/// `Tensor::cat(tensors, dim)`, safe beside `backward()` calls on other threads.
+///
+/// burn-autodiff 0.21.0's `cat` lets go of its inputs before it registers its own step, and a
+/// `backward()` finishing on another thread in that window can free an input's step, so that
+/// whatever the input came from (a parameter, typically) gets no gradient at all
+/// (tracel-ai/burn#5573). Holding a second handle to each input until `cat` has returned closes
+/// that window on every backend; the handles are reference counts, no data is copied. This
+/// workspace also builds a patched burn-autodiff (`vendor/README.md`), but crates that depend on
+/// these crates get the published one, so every concatenation in the library goes through here.
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn::tensor::Tensor;
+/// use score_core::tensor::cat;
+///
+/// let dev = Default::default();
+/// let a = Tensor::<NdArray, 2>::ones([2, 1], &dev);
+/// let b = Tensor::<NdArray, 2>::zeros([2, 2], &dev);
+/// let c = cat(vec![a, b], 1);
+/// assert_eq!(c.dims(), [2, 3]);
+/// assert_eq!(c.sum().into_scalar(), 2.0);
+/// ```
+pub fn cat<B: Backend, const D: usize>(tensors: Vec<Tensor<B, D>>, dim: usize) -> Tensor<B, D> {
+    let inputs_alive = tensors.clone();
+    let out = Tensor::cat(tensors, dim);
+    drop(inputs_alive);
+    out
+}
+
 /// A `[n]` tensor whose entries all equal `t` (the common time of a batch).
 pub fn full_time<B: Backend>(t: f64, n: usize, device: &B::Device) -> Tensor<B, 1> {
     Tensor::full([n], t as f32, device)

@@ -179,7 +179,7 @@ impl<B: Backend> TimeEmbedding<B> {
                     return y;
                 }
                 let args = t.unsqueeze_dim::<2>(1).mul_scalar(*scale) * omega.unsqueeze_dim(0);
-                Tensor::cat(vec![args.clone().cos(), args.sin()], 1)
+                score_core::tensor::cat(vec![args.clone().cos(), args.sin()], 1)
             }
             EmbeddingKind::GaussianFourier { .. } => {
                 let w = self
@@ -192,7 +192,7 @@ impl<B: Backend> TimeEmbedding<B> {
                     return y;
                 }
                 let args = t.unsqueeze_dim::<2>(1) * w.unsqueeze_dim(0);
-                Tensor::cat(vec![args.clone().sin(), args.cos()], 1)
+                score_core::tensor::cat(vec![args.clone().sin(), args.cos()], 1)
             }
             EmbeddingKind::Linear => {
                 let lin = self

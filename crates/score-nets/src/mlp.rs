@@ -150,7 +150,7 @@ impl<B: Backend> TimeMlp<B> {
             let h = self
                 .layers
                 .iter()
-                .fold(Tensor::cat(vec![x, e], 1), |h, layer| {
+                .fold(score_core::tensor::cat(vec![x, e], 1), |h, layer| {
                     dense_act(layer, h, self.activation)
                 });
             return dense(&self.output, h);
@@ -190,7 +190,7 @@ impl<B: Backend> TimeMlp<B> {
             return None;
         }
         let act = self.activation.fused()?;
-        let input = Tensor::cat(vec![x.clone(), self.embedding.forward(t.clone())], 1);
+        let input = score_core::tensor::cat(vec![x.clone(), self.embedding.forward(t.clone())], 1);
         Some((act, input))
     }
 

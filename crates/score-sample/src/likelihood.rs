@@ -171,7 +171,10 @@ where
         let vj = xa.grad(&grads).expect("the score depends on x");
         cols.push(sum_per_sample(vj * v.clone()).reshape([n, 1]));
     }
-    (value.expect("at least one probe"), Tensor::cat(cols, 1))
+    (
+        value.expect("at least one probe"),
+        score_core::tensor::cat(cols, 1),
+    )
 }
 
 impl<S: Sde> Likelihood<S> {
@@ -215,7 +218,8 @@ impl<S: Sde> Likelihood<S> {
         let k = probes.len().max(1);
         let passes = if probes.is_empty() { p } else { k };
         let mut nfe = 0;
-        let y0 = Tensor::cat(vec![x.reshape([n, p]), Tensor::zeros([n, k], &device)], 1);
+        let y0 =
+            score_core::tensor::cat(vec![x.reshape([n, p]), Tensor::zeros([n, k], &device)], 1);
         let sol = integrate(&self.solver, grid, y0, |y, t| {
             let x = y.slice([0..n, 0..p]).reshape(dims);
             let tt = crate::samples::times(&x, t);
@@ -229,7 +233,7 @@ impl<S: Sde> Likelihood<S> {
             let (f, g) = (self.sde.drift_coef(t), self.sde.diffusion(t));
             let v = self.sde.probability_flow_drift(x, s, t).reshape([n, p]);
             let div_v = div_s.mul_scalar(-0.5 * g * g).add_scalar(f * p as f64);
-            Tensor::cat(vec![v, div_v], 1)
+            score_core::tensor::cat(vec![v, div_v], 1)
         })?;
         let x_t = sol.y.clone().slice([0..n, 0..p]).reshape(dims);
         let delta = sol.y.slice([0..n, p..p + k]);

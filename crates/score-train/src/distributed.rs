@@ -463,7 +463,7 @@ pub(crate) fn all_reduce_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
         present,
     } = gather;
     parts.push(shard_loss);
-    let flat = Tensor::cat(parts, 0);
+    let flat = score_core::tensor::cat(parts, 0);
     let n = flat.dims()[0];
     let start = std::time::Instant::now();
     let flat = dp.all_reduce(

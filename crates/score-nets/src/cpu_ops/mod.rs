@@ -305,7 +305,7 @@ pub fn cat_channels<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4
             }
         }
     }
-    Tensor::cat(vec![a, b], 1)
+    score_core::tensor::cat(vec![a, b], 1)
 }
 
 /// The geometry of the fused norm of `norm` on `x`, where the host kernels can compute it.
