@@ -1,17 +1,23 @@
 //! Backend swapping is tested, not assumed: the same computations run on the NdArray CPU backend
 //! and on every other backend the features enable (`--features flex,wgpu,cuda`), and must agree
-//! within f32 tolerance. NdArray runs each suite twice: a seeded run must repeat exactly.
+//! within f32 tolerance. NdArray runs each suite twice: a seeded run must repeat exactly. The
+//! U-Net suite holds the CPU backends' host kernels (convolution, GroupNorm + SiLU, skip
+//! concatenation, with their backwards) to burn's own ops, which wgpu and CUDA run.
 //!
 //! `scripts/wgpu-check.sh` runs this on wgpu (Mesa's software Vulkan driver on machines without a
 //! GPU).
 
 use burn::backend::{Autodiff, NdArray};
+use burn::module::AutodiffModule;
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use score_sde::score_core::tensor::{from_f64, to_f64};
 use score_sde::score_core::{
     AnySde, GaussianMixture, NoiseKey, NoiseSource, ScoreFn, Sde, SubVpSde, VeSde, VpSde,
 };
-use score_sde::score_nets::{TimeMlpConfig, load_module, save_module};
+use score_sde::score_nets::{
+    TimeEmbeddingConfig, TimeMlpConfig, UNetConfig, load_module, save_module,
+};
 use score_sde::score_sample::{PcSamplerConfig, TimeGrid};
 
 /// Named outputs of one backend, all read back to the host.
@@ -90,6 +96,52 @@ fn model_and_sampler_suite<B: Backend>(weights: &std::path::Path) -> Outputs {
     vec![("mlp forward", to_f64(y)), ("pc samples", to_f64(out.x))]
 }
 
+/// A small U-Net with every kind of layer the MNIST and CIFAR-10 networks have (3×3 and
+/// stride-2 convolutions, GroupNorm + SiLU, skip concatenation, upsampling convolutions,
+/// attention), the same weights on every backend: its output, and the gradients of `Σ y²`
+/// for the input and for three parameters. On NdArray and Flex these run the library's host
+/// kernels (`score_nets::cpu_ops`), on wgpu and CUDA burn's own ops, so this is where the two
+/// implementations are held to each other.
+fn unet_suite<B: Backend>(weights: &std::path::Path) -> Outputs {
+    type A<B> = Autodiff<B>;
+    let dev = B::Device::default();
+    let noise = NoiseSource::new(5);
+    let net = load_module(unet_config().init::<A<B>>(&dev).unwrap(), weights, &dev).unwrap();
+    let x = noise
+        .normal::<A<B>, 4>([2, 1, 12, 12], NoiseKey::new(0, 0), &dev)
+        .require_grad();
+    let t = noise.uniform::<A<B>, 1>([2], NoiseKey::new(0, 1), &dev);
+    let y = net.forward(x.clone(), t.clone());
+    let grads = y.clone().square().sum().backward();
+    let grad = |p: Option<Tensor<B, 4>>| to_f64(p.expect("a gradient"));
+    let plain = net.valid().forward(x.clone().inner(), t.inner());
+    vec![
+        ("unet forward", to_f64(plain)),
+        ("unet output", to_f64(y.inner())),
+        ("unet d input", grad(x.grad(&grads))),
+        ("unet d conv_in", grad(net.conv_in.weight.grad(&grads))),
+        ("unet d down", grad(net.downsample[0].weight.grad(&grads))),
+        (
+            "unet d norm γ",
+            to_f64(net.norm_out.gamma.as_ref().unwrap().grad(&grads).unwrap()),
+        ),
+    ]
+}
+
+fn unet_config() -> UNetConfig {
+    UNetConfig::new()
+        .with_base_channels(8)
+        .with_channel_mults(vec![1, 2])
+        .with_upsample_conv(true)
+        .with_attention_levels(vec![1])
+        .with_groups(4)
+        .with_embedding(
+            TimeEmbeddingConfig::new()
+                .with_dim(8)
+                .with_out_dim(Some(16)),
+        )
+}
+
 #[cfg(any(feature = "flex", feature = "wgpu", feature = "cuda"))]
 fn compare(backend: &str, tolerance: f64, a: &Outputs, b: Outputs) {
     assert_eq!(a.len(), b.len());
@@ -158,4 +210,26 @@ fn networks_and_samplers_agree_across_backends() {
 #[test]
 fn autodiff_agrees_across_backends() {
     on_every_backend!(autodiff_suite);
+}
+
+#[test]
+fn unet_and_its_gradients_agree_across_backends() {
+    let dir = std::env::temp_dir().join(format!("score-sde-equiv-unet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("unet.bin");
+    let net = unet_config()
+        .init::<NdArray<f32>>(&Default::default())
+        .unwrap();
+    save_module(&net, &path).unwrap();
+    on_every_backend!(unet_suite, &path);
+    // NdArray once more with burn's own ops instead of the host kernels: the CPU-only check of
+    // what the wgpu and CUDA legs compare.
+    #[cfg(any(feature = "flex", feature = "wgpu"))]
+    compare(
+        "ndarray, burn's ops",
+        F32_TOLERANCE,
+        &unet_suite::<NdArray<f32>>(&path),
+        score_sde::score_nets::cpu_ops::with_reference_ops(|| unet_suite::<NdArray<f32>>(&path)),
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
