@@ -307,8 +307,8 @@ mod tests {
 
     #[test]
     fn figures_are_written_as_png() {
-        let dir = std::env::temp_dir().join(format!("score-sde-plot-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let pts = [0.0, 0.0, 1.0, -1.0, 2.0, 2.0];
         let set = PointSet {
             label: "points",
@@ -335,7 +335,6 @@ mod tests {
         let p = dir.join("grid.png");
         image_grid(&p, &[0.5; 2 * 3 * 4], 2, 3, 4, 2, 2).unwrap();
         assert_eq!(png_size(&p), (2 * 10 + 2, 8 + 2));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

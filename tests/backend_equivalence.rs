@@ -195,16 +195,14 @@ fn core_maths_agree_across_backends() {
 
 #[test]
 fn networks_and_samplers_agree_across_backends() {
-    let dir = std::env::temp_dir().join(format!("score-sde-equiv-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("mlp.bin");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlp.bin");
     let cfg = TimeMlpConfig::new(2)
         .with_hidden_size(64)
         .with_num_layers(2);
     let net = cfg.init::<NdArray<f32>>(&Default::default()).unwrap();
     save_module(&net, &path).unwrap();
     on_every_backend!(model_and_sampler_suite, &path);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -214,9 +212,8 @@ fn autodiff_agrees_across_backends() {
 
 #[test]
 fn unet_and_its_gradients_agree_across_backends() {
-    let dir = std::env::temp_dir().join(format!("score-sde-equiv-unet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("unet.bin");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unet.bin");
     let net = unet_config()
         .init::<NdArray<f32>>(&Default::default())
         .unwrap();
@@ -231,5 +228,4 @@ fn unet_and_its_gradients_agree_across_backends() {
         &unet_suite::<NdArray<f32>>(&path),
         score_sde::score_nets::cpu_ops::with_reference_ops(|| unet_suite::<NdArray<f32>>(&path)),
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
