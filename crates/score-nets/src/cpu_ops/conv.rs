@@ -325,12 +325,6 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
     assert_eq!(w.len(), g.co * k);
     let mut y = vec![0.0f32; g.n * g.co * ohw];
     let par = inner_parallelism(g.n);
-    let lhs = Mat {
-        data: w,
-        rs: k,
-        cs: 1,
-    };
-    let channels_last = channels_last_output(g.co);
     y.par_chunks_mut(g.co * ohw).enumerate().for_each_init(
         || (Vec::new(), Vec::new()),
         |(col, yt): &mut (Vec<f32>, Vec<f32>), (b, yb)| {
@@ -342,37 +336,58 @@ pub fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
                 im2col(g, xb, col);
                 col
             };
-            if channels_last {
-                // Yᵀ[ohw, co] = colᵀ[ohw, K] · Wᵀ[K, co], then transposed into NCHW.
-                yt.resize(ohw * g.co, 0.0);
-                let colt = Mat {
-                    data: rhs,
-                    rs: 1,
-                    cs: ohw,
-                };
-                let wt = Mat {
-                    data: w,
-                    rs: 1,
-                    cs: k,
-                };
-                matmul(ohw, g.co, k, yt, false, colt, wt, par);
-                transpose_add_bias(ohw, g.co, yt, yb, bias);
-                return;
-            }
-            if let Some(bias) = bias {
-                for (row, &bv) in yb.chunks_mut(ohw).zip(bias) {
-                    row.fill(bv);
-                }
-            }
-            let rhs = Mat {
-                data: rhs,
-                rs: ohw,
-                cs: 1,
-            };
-            matmul(g.co, ohw, k, yb, bias.is_some(), lhs, rhs, par);
+            gemm_from_col(g, rhs, w, bias, yb, yt, par);
         },
     );
     y
+}
+
+/// One sample of the forward convolution from its im2col matrix `col[K, ohw]` (or the input
+/// itself, for a pointwise convolution): `yb[co, ohw] = W[co, K] · col + bias`. `yt` is scratch
+/// for the channels-last orientation ([`channels_last_output`]).
+fn gemm_from_col(
+    g: &ConvGeom,
+    col: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    yb: &mut [f32],
+    yt: &mut Vec<f32>,
+    par: Parallelism,
+) {
+    let (k, ohw) = (g.k(), g.ohw());
+    if channels_last_output(g.co) {
+        // Yᵀ[ohw, co] = colᵀ[ohw, K] · Wᵀ[K, co], then transposed into NCHW.
+        yt.resize(ohw * g.co, 0.0);
+        let colt = Mat {
+            data: col,
+            rs: 1,
+            cs: ohw,
+        };
+        let wt = Mat {
+            data: w,
+            rs: 1,
+            cs: k,
+        };
+        matmul(ohw, g.co, k, yt, false, colt, wt, par);
+        transpose_add_bias(ohw, g.co, yt, yb, bias);
+        return;
+    }
+    if let Some(bias) = bias {
+        for (row, &bv) in yb.chunks_mut(ohw).zip(bias) {
+            row.fill(bv);
+        }
+    }
+    let lhs = Mat {
+        data: w,
+        rs: k,
+        cs: 1,
+    };
+    let rhs = Mat {
+        data: col,
+        rs: ohw,
+        cs: 1,
+    };
+    matmul(g.co, ohw, k, yb, bias.is_some(), lhs, rhs, par);
 }
 
 /// Whether the forward GEMM writes its output channels-last (`Yᵀ[ohw, co]`, transposed into
@@ -466,6 +481,75 @@ fn flipped_transposed_kernel(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Input and weight gradients of a stride-1 convolution from one im2col matrix per sample,
+/// that of `dy` in the transposed geometry `gt`: `S[(co, i, j), q] = dy[co, q + (i, j) − pad']`
+/// with `pad' = k − 1 − pad`. The input gradient is the transposed convolution `W'[ci, K'] · S`
+/// (as [`conv2d_forward`] computes it), and since `x[c, q]` meets `dy[co, q − (a, b) + pad]`
+/// under the weight `w[co, c, a, b]`, which is row `(co, kh − 1 − a, kw − 1 − b)` of `S`, the
+/// weight gradient is `S · Xᵀ` with its rows read back flipped. The separate passes made a
+/// second im2col matrix, of `x`, for the weight gradient.
+fn backward_from_dy_columns(
+    g: &ConvGeom,
+    gt: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let (hw, ohw, kt) = (g.hw(), g.ohw(), gt.k());
+    debug_assert_eq!((gt.ohw(), gt.ci, gt.co), (hw, g.co, g.ci));
+    let wt = flipped_transposed_kernel(g, w);
+    let par = inner_parallelism(g.n.div_ceil(BACKWARD_CHUNK));
+    let mut dx = vec![0.0f32; g.n * g.ci * hw];
+    // Per chunk of samples, the weight-gradient partial `[(co, i, j), ci]`; summed in chunk
+    // order below, so the rounding does not depend on the thread count.
+    let parts: Vec<Vec<f32>> = dx
+        .par_chunks_mut(BACKWARD_CHUNK * g.ci * hw)
+        .enumerate()
+        .map(|(c, dxc)| {
+            let mut part = vec![0.0f32; kt * g.ci];
+            let (mut st, mut yt) = (Vec::new(), Vec::new());
+            for (s, dxb) in dxc.chunks_mut(g.ci * hw).enumerate() {
+                let b = c * BACKWARD_CHUNK + s;
+                st.resize(kt * hw, 0.0);
+                im2col(gt, &dy[b * g.co * ohw..(b + 1) * g.co * ohw], &mut st);
+                gemm_from_col(gt, &st, &wt, None, dxb, &mut yt, par);
+                // part[(co, i, j), ci] += S_b[K', hw] · X_bᵀ[hw, ci]
+                let lhs = Mat {
+                    data: &st,
+                    rs: hw,
+                    cs: 1,
+                };
+                let rhs = Mat {
+                    data: &x[b * g.ci * hw..(b + 1) * g.ci * hw],
+                    rs: 1,
+                    cs: hw,
+                };
+                matmul(kt, g.ci, hw, &mut part, s > 0, lhs, rhs, par);
+            }
+            part
+        })
+        .collect();
+    let mut sum = vec![0.0f32; kt * g.ci];
+    for part in &parts {
+        for (d, p) in sum.iter_mut().zip(part) {
+            *d += *p;
+        }
+    }
+    let (kh, kw) = (g.kh, g.kw);
+    let mut dw = vec![0.0f32; g.co * g.k()];
+    for o in 0..g.co {
+        for c in 0..g.ci {
+            for a in 0..kh {
+                for b in 0..kw {
+                    let row = (o * kh + kh - 1 - a) * kw + kw - 1 - b;
+                    dw[((o * g.ci + c) * kh + a) * kw + b] = sum[row * g.ci + c];
+                }
+            }
+        }
+    }
+    (dx, dw)
+}
+
 /// Backward convolution: the gradients of `Σ dy ⊙ conv(x, w, b)` with respect to `x`, `w` and
 /// `b`, each computed only when its `need_*` flag is set.
 pub fn conv2d_backward(
@@ -489,13 +573,23 @@ pub fn conv2d_backward(
     // transposed kernel): its GEMM then sums over co·kh·kw, not co, and writes ci·h·w values a
     // sample instead of the ci·kh·kw·h·w of Wᵀ·dY that col2im then scatters back.
     let transposed = need_x.then(|| transposed_geometry(g)).flatten();
-    if let Some(gt) = transposed {
-        grads.x = Some(conv2d_forward(
-            &gt,
-            dy,
-            &flipped_transposed_kernel(g, w),
-            None,
-        ));
+    let mut need_weight = need_weight;
+    match transposed {
+        Some(gt) if need_weight => {
+            let (dx, dw) = backward_from_dy_columns(g, &gt, x, w, dy);
+            grads.x = Some(dx);
+            grads.weight = Some(dw);
+            need_weight = false;
+        }
+        Some(gt) => {
+            grads.x = Some(conv2d_forward(
+                &gt,
+                dy,
+                &flipped_transposed_kernel(g, w),
+                None,
+            ));
+        }
+        None => {}
     }
     let need_x = need_x && transposed.is_none();
     if need_x || need_weight {
