@@ -1,6 +1,8 @@
 //! 2-D convolution on host `f32` slices in NCHW layout: im2col + GEMM forward, and the two GEMM
 //! backwards (weight gradient `dY · im2col(x)ᵀ`; input gradient, for stride 1, the forward
 //! convolution of `dY` with the flipped, transposed kernel, and otherwise `col2im(Wᵀ · dY)`).
+//! With stride 1 and both gradients wanted, the im2col matrix of `dY` serves both
+//! (`backward_from_dy_columns`).
 //!
 //! With 33–64 output channels the forward GEMM writes its output channels-last and a tiled
 //! transpose puts it back into NCHW; the weight gradient is computed transposed
@@ -529,12 +531,7 @@ fn backward_from_dy_columns(
             part
         })
         .collect();
-    let mut sum = vec![0.0f32; kt * g.ci];
-    for part in &parts {
-        for (d, p) in sum.iter_mut().zip(part) {
-            *d += *p;
-        }
-    }
+    let sum = sum_in_order(kt * g.ci, parts.iter().map(Vec::as_slice));
     let (kh, kw) = (g.kh, g.kw);
     let mut dw = vec![0.0f32; g.co * g.k()];
     for o in 0..g.co {
@@ -548,6 +545,18 @@ fn backward_from_dy_columns(
         }
     }
     (dx, dw)
+}
+
+/// The elementwise sum of per-chunk partials of length `len`, added in the order given (chunk
+/// order), so that its rounding never depends on how rayon scheduled the chunks.
+fn sum_in_order<'a>(len: usize, parts: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
+    let mut sum = vec![0.0f32; len];
+    for part in parts {
+        for (d, p) in sum.iter_mut().zip(part) {
+            *d += *p;
+        }
+    }
+    sum
 }
 
 /// Backward convolution: the gradients of `Σ dy ⊙ conv(x, w, b)` with respect to `x`, `w` and
@@ -573,13 +582,11 @@ pub fn conv2d_backward(
     // transposed kernel): its GEMM then sums over co·kh·kw, not co, and writes ci·h·w values a
     // sample instead of the ci·kh·kw·h·w of Wᵀ·dY that col2im then scatters back.
     let transposed = need_x.then(|| transposed_geometry(g)).flatten();
-    let mut need_weight = need_weight;
     match transposed {
         Some(gt) if need_weight => {
             let (dx, dw) = backward_from_dy_columns(g, &gt, x, w, dy);
             grads.x = Some(dx);
             grads.weight = Some(dw);
-            need_weight = false;
         }
         Some(gt) => {
             grads.x = Some(conv2d_forward(
@@ -592,6 +599,7 @@ pub fn conv2d_backward(
         None => {}
     }
     let need_x = need_x && transposed.is_none();
+    let need_weight = need_weight && grads.weight.is_none();
     if need_x || need_weight {
         // Per chunk: the weight-gradient partial (transposed, `[K, co]`) and the chunk's input
         // gradient.
@@ -663,12 +671,7 @@ pub fn conv2d_backward(
             })
             .collect();
         if need_weight {
-            let mut dwt = vec![0.0f32; k * g.co];
-            for (part, _) in &parts {
-                for (d, p) in dwt.iter_mut().zip(part) {
-                    *d += *p;
-                }
-            }
+            let dwt = sum_in_order(k * g.co, parts.iter().map(|(dw, _)| dw.as_slice()));
             let mut dw = vec![0.0f32; g.co * k];
             transpose_add_bias(k, g.co, &dwt, &mut dw, None);
             grads.weight = Some(dw);
