@@ -45,6 +45,11 @@ const CASES: &[Case] = &[
     // input gradient's convolution down the same path.
     (3, 40, 3, 1, (1, 1, 1, 1), 17, 3, 2),
     (33, 2, 3, 1, (1, 1, 1, 1), 5, 6, 2),
+    // 3×3, stride 1, 16 or more channels each way: Winograd F(2×2, 3×3) forward, and for the
+    // input gradient (the transposed convolution); odd sizes leave edge tiles half outside the
+    // output, and the asymmetric padding moves the tiles' origin.
+    (16, 17, 3, 1, (1, 1, 1, 1), 7, 5, 3),
+    (17, 16, 3, 1, (0, 2, 1, 0), 6, 5, 2),
 ];
 
 fn make_conv<B: Backend>(case: &Case, bias: bool, dev: &B::Device) -> Conv2d<B> {
@@ -172,7 +177,14 @@ fn fast_conv_matches_burn_on_ndarray() {
 /// `L` is linear in each argument, so the differences are exact up to rounding.
 #[test]
 fn host_conv_gradients_match_central_differences() {
-    for (case, seed) in [(CASES[1], 1), (CASES[6], 2), (CASES[2], 3), (CASES[10], 4)] {
+    let winograd = CASES[13];
+    for (case, seed) in [
+        (CASES[1], 1),
+        (CASES[6], 2),
+        (CASES[2], 3),
+        (CASES[10], 4),
+        (winograd, 5),
+    ] {
         let (ci, co, k, s, (pt, pl, pb, pr), h, w, n) = case;
         let g = ConvGeom {
             n,

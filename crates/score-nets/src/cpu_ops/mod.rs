@@ -45,6 +45,7 @@ pub mod energy;
 pub mod jvp;
 pub mod norm;
 pub mod vmath;
+mod winograd;
 
 /// Fixed pseudo-random test values shared by the kernels' unit tests.
 #[cfg(test)]

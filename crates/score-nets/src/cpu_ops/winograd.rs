@@ -1,0 +1,384 @@
+//! Winograd's minimal filtering F(2×2, 3×3) for 3×3, stride-1 convolutions (Lavin & Gray,
+//! "Fast Algorithms for Convolutional Neural Networks", 2016).
+//!
+//! Each 2×2 block of output pixels is read from a 4×4 patch `d` of the input; with the kernel
+//! `g` transformed once into `U = G g Gᵀ` and the patch into `V = Bᵀ d B`, the block is
+//! `Aᵀ (U ⊙ V) A`. Summed over input channels, the elementwise product becomes 16 GEMMs (one per
+//! position ξ of the 4×4 transform) of `U_ξ[co, ci] · V_ξ[ci, tiles]`: 16 multiplications a
+//! block of four outputs where im2col + GEMM does 36, i.e. 2.25× fewer GEMM FLOPs, and the
+//! transformed input holds 4 values a pixel where the im2col matrix holds 9.
+//!
+//! The transforms (F(2,3), with `B`, `G`, `A` as in the paper):
+//!
+//! ```text
+//! Bᵀ = [1  0 −1  0]     G = [1    0    0 ]     Aᵀ = [1  1  1  0]
+//!      [0  1  1  0]         [1/2  1/2  1/2]          [0  1 −1 −1]
+//!      [0 −1  1  0]         [1/2 −1/2  1/2]
+//!      [0  1  0 −1]         [0    0    1 ]
+//! ```
+//!
+//! Their entries are 0, ±1 and ±½, so the extra rounding is a few ulps of the inputs: F(2,3) is
+//! the variant that keeps f32 results within the tolerance the other kernels meet (larger tiles
+//! such as F(4,3) trade accuracy for fewer multiplications).
+//!
+//! Work is split over fixed chunks of the batch (their size depends on the shape alone) and no
+//! value is summed across chunks, so outputs are bit-identical run to run.
+
+use rayon::prelude::*;
+
+use super::conv::{ConvGeom, Mat, inner_parallelism, matmul};
+
+/// The fewest input and output channels for which the Winograd path is taken: below this the 16
+/// GEMMs are too thin (their inner dimension is the input channels) to beat im2col's one.
+const MIN_CHANNELS: usize = 16;
+
+/// Tiles (2×2 output blocks) a chunk aims at, summed over its samples: enough columns for each
+/// of the 16 GEMMs to run near `gemm`'s full speed while the chunk's transformed input stays a
+/// few MB.
+const TARGET_TILES: usize = 512;
+
+/// The fewest chunks a batch of at least this many samples is split into, so that the
+/// transforms, which run inside a chunk, keep every thread busy. A constant rather than the
+/// thread count: the chunking, and with it `gemm`'s blocking, depends on the shape alone.
+const MIN_CHUNKS: usize = 8;
+
+/// Whether [`forward`] handles this convolution: a 3×3 kernel, stride 1, at least
+/// [`MIN_CHANNELS`] channels in and out, and paddings under the kernel size.
+pub(super) fn applies(g: &ConvGeom) -> bool {
+    g.kh == 3
+        && g.kw == 3
+        && g.sh == 1
+        && g.sw == 1
+        && g.ci >= MIN_CHANNELS
+        && g.co >= MIN_CHANNELS
+        && g.pt < 3
+        && g.pl < 3
+        && g.pb < 3
+        && g.pr < 3
+}
+
+/// Output tiles of one sample: `(rows, cols)` of 2×2 blocks covering `oh × ow`.
+fn tiles(g: &ConvGeom) -> (usize, usize) {
+    (g.oh().div_ceil(2), g.ow().div_ceil(2))
+}
+
+/// Forward convolution by F(2×2, 3×3): `y[n, co, oh, ow]` from `x[n, ci, h, w]`,
+/// `w[co, ci, 3, 3]` and an optional bias, as [`super::conv::conv2d_forward`] defines it.
+pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    debug_assert!(applies(g) && g.is_valid());
+    let (ci, co, hw) = (g.ci, g.co, g.h * g.w);
+    let ohw = g.oh() * g.ow();
+    let (th, tw) = tiles(g);
+    let per_sample = th * tw;
+    let samples = (TARGET_TILES / per_sample).clamp(1, g.n.div_ceil(MIN_CHUNKS));
+    let par = inner_parallelism(g.n.div_ceil(samples));
+    let u = kernel_transform(g, w);
+    let mut y = vec![0.0f32; g.n * co * ohw];
+    y.par_chunks_mut(samples * co * ohw)
+        .enumerate()
+        .for_each_init(
+            || (Vec::new(), Vec::new(), Scratch::default()),
+            |(v, m, scratch): &mut (Vec<f32>, Vec<f32>, Scratch), (c, yc)| {
+                let ns = yc.len() / (co * ohw);
+                let cols = ns * per_sample;
+                v.resize(16 * ci * cols, 0.0);
+                for s in 0..ns {
+                    let b = c * samples + s;
+                    let xb = &x[b * ci * hw..(b + 1) * ci * hw];
+                    input_transform(g, xb, v, s * per_sample, cols, scratch);
+                }
+                m.resize(16 * co * cols, 0.0);
+                for (xi, mx) in m.chunks_exact_mut(co * cols).enumerate() {
+                    let lhs = Mat {
+                        data: &u[xi * co * ci..(xi + 1) * co * ci],
+                        rs: ci,
+                        cs: 1,
+                    };
+                    let rhs = Mat {
+                        data: &v[xi * ci * cols..(xi + 1) * ci * cols],
+                        rs: cols,
+                        cs: 1,
+                    };
+                    matmul(co, cols, ci, mx, false, lhs, rhs, par);
+                }
+                for (s, yb) in yc.chunks_exact_mut(co * ohw).enumerate() {
+                    output_transform(g, m, s * per_sample, cols, bias, yb, &mut scratch.out);
+                }
+            },
+        );
+    y
+}
+
+/// `U[ξ, co, ci] = (G g Gᵀ)[ξ]` for every kernel `g = w[co, ci]`, ξ = 4·row + column.
+fn kernel_transform(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+    let (ci, co) = (g.ci, g.co);
+    let mut u = vec![0.0f32; 16 * co * ci];
+    for (kc, k) in w.chunks_exact(9).enumerate() {
+        // t = G g (4 × 3), then U = t Gᵀ (4 × 4).
+        let mut t = [[0.0f32; 3]; 4];
+        for j in 0..3 {
+            let (g0, g1, g2) = (k[j], k[3 + j], k[6 + j]);
+            t[0][j] = g0;
+            t[1][j] = 0.5 * (g0 + g1 + g2);
+            t[2][j] = 0.5 * (g0 - g1 + g2);
+            t[3][j] = g2;
+        }
+        for (a, ta) in t.iter().enumerate() {
+            let row = [
+                ta[0],
+                0.5 * (ta[0] + ta[1] + ta[2]),
+                0.5 * (ta[0] - ta[1] + ta[2]),
+                ta[2],
+            ];
+            for (b, val) in row.into_iter().enumerate() {
+                u[(a * 4 + b) * co * ci + kc] = val;
+            }
+        }
+    }
+    u
+}
+
+/// Per-thread buffers of [`input_transform`].
+#[derive(Default)]
+struct Scratch {
+    /// One input channel, zero-padded to `(2·th + 2) × (2·tw + 2)` and stored as its even
+    /// columns then its odd columns, row by row (`2 · (tw + 1)` values a row): the horizontal
+    /// transform then reads contiguous slices instead of every other value.
+    plane: Vec<f32>,
+    /// `Bᵀ d` of one band of four plane rows, in the same even/odd layout.
+    band: Vec<f32>,
+    /// [`output_transform`]'s intermediate rows.
+    out: Vec<f32>,
+}
+
+/// `v[ξ, c, col0 + tile] = (Bᵀ d B)[ξ]` of every 4×4 patch of one sample `xb[ci, h, w]`; `v` has
+/// `cols` columns (the tiles of every sample of the chunk).
+fn input_transform(
+    g: &ConvGeom,
+    xb: &[f32],
+    v: &mut [f32],
+    col0: usize,
+    cols: usize,
+    scratch: &mut Scratch,
+) {
+    let (th, tw) = tiles(g);
+    // Tile (ty, tx) reads input rows 2ty − pt … 2ty − pt + 3: plane rows 2ty … 2ty + 3, and
+    // plane columns 2tx … 2tx + 3: even columns tx, tx + 1 and odd columns tx, tx + 1.
+    let (ph, half) = (2 * th + 2, tw + 1);
+    let pw = 2 * half;
+    let Scratch { plane, band, .. } = scratch;
+    plane.resize(ph * pw, 0.0);
+    band.resize(4 * pw, 0.0);
+    let rows = g.h.min(ph.saturating_sub(g.pt));
+    let width = g.w.min(pw.saturating_sub(g.pl));
+    let stride = g.ci * cols;
+    for (c, xc) in xb.chunks_exact(g.h * g.w).enumerate() {
+        plane.fill(0.0);
+        for iy in 0..rows {
+            let (even, odd) = plane[(iy + g.pt) * pw..][..pw].split_at_mut(half);
+            // Input column ix lands on plane column ix + pl: pairs of input columns fill one
+            // even and one odd plane column each.
+            let src = &xc[iy * g.w..][..width];
+            let (first, second) = if g.pl.is_multiple_of(2) {
+                (&mut even[g.pl / 2..], &mut odd[g.pl / 2..])
+            } else {
+                (&mut odd[g.pl / 2..], &mut even[g.pl / 2 + 1..])
+            };
+            // Eight values at a time (one shuffle each way once vectorised), then pairs.
+            let mut octets = src.chunks_exact(8);
+            let wide = first.chunks_exact_mut(4).zip(second.chunks_exact_mut(4));
+            for (p, (a, b)) in (&mut octets).zip(wide) {
+                a.copy_from_slice(&[p[0], p[2], p[4], p[6]]);
+                b.copy_from_slice(&[p[1], p[3], p[5], p[7]]);
+            }
+            let done = width / 8 * 4;
+            let mut pairs = octets.remainder().chunks_exact(2);
+            let rest = first[done..].iter_mut().zip(second[done..].iter_mut());
+            for (p, (a, b)) in (&mut pairs).zip(rest) {
+                *a = p[0];
+                *b = p[1];
+            }
+            if let [last] = pairs.remainder() {
+                first[width / 2] = *last;
+            }
+        }
+        for ty in 0..th {
+            let r = &plane[2 * ty * pw..(2 * ty + 4) * pw];
+            let (r0, rest) = r.split_at(pw);
+            let (r1, rest) = rest.split_at(pw);
+            let (r2, r3) = rest.split_at(pw);
+            let (t0, rest) = band.split_at_mut(pw);
+            let (t1, rest) = rest.split_at_mut(pw);
+            let (t2, t3) = rest.split_at_mut(pw);
+            for q in 0..pw {
+                let (d0, d1, d2, d3) = (r0[q], r1[q], r2[q], r3[q]);
+                t0[q] = d0 - d2;
+                t1[q] = d1 + d2;
+                t2[q] = d2 - d1;
+                t3[q] = d1 - d3;
+            }
+            let base = c * cols + col0 + ty * tw;
+            for (a, ta) in band.chunks_exact(pw).enumerate() {
+                // Patch columns 0…3 of tile tx: even[tx], odd[tx], even[tx + 1], odd[tx + 1].
+                let (even, odd) = ta.split_at(half);
+                let (e0, e1) = (&even[..tw], &even[1..][..tw]);
+                let (o0, o1) = (&odd[..tw], &odd[1..][..tw]);
+                let at = |b: usize| (a * 4 + b) * stride + base;
+                let (v0, rest) = v[at(0)..at(3) + tw].split_at_mut(stride);
+                let (v1, rest) = rest.split_at_mut(stride);
+                let (v2, v3) = rest.split_at_mut(stride);
+                let (v0, v1, v2, v3) = (&mut v0[..tw], &mut v1[..tw], &mut v2[..tw], &mut v3[..tw]);
+                for tx in 0..tw {
+                    v0[tx] = e0[tx] - e1[tx];
+                    v1[tx] = o0[tx] + e1[tx];
+                    v2[tx] = e1[tx] - o0[tx];
+                    v3[tx] = o0[tx] - o1[tx];
+                }
+            }
+        }
+    }
+}
+
+/// `yb[co, oh, ow] = Aᵀ M A (+ bias)` for every tile of one sample, from the 16 GEMM outputs
+/// `m[ξ, co, col0 + tile]` (`cols` columns), dropping the pixels of edge tiles past `oh × ow`.
+fn output_transform(
+    g: &ConvGeom,
+    m: &[f32],
+    col0: usize,
+    cols: usize,
+    bias: Option<&[f32]>,
+    yb: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let (oh, ow) = (g.oh(), g.ow());
+    let (th, tw) = tiles(g);
+    let stride = g.co * cols;
+    scratch.resize(12 * th * tw, 0.0);
+    // z = M A for every tile of the sample (8 rows of `p` values: z[a][0], z[a][1] for
+    // a = 0…3), then the 2×2 outputs Y = Aᵀ z (4 rows: y[0][0], y[1][0], y[0][1], y[1][1]),
+    // written out row of tiles by row of tiles.
+    let p = th * tw;
+    let (z, out) = scratch.split_at_mut(8 * p);
+    for (k, yk) in yb.chunks_exact_mut(oh * ow).enumerate() {
+        let bv = bias.map_or(0.0, |b| b[k]);
+        let base = k * cols + col0;
+        let mrow = |xi: usize| &m[xi * stride + base..][..p];
+        for (a, za) in z.chunks_exact_mut(2 * p).enumerate() {
+            let (z0, z1) = za.split_at_mut(p);
+            let b = 4 * a;
+            a_transform(
+                [mrow(b), mrow(b + 1), mrow(b + 2), mrow(b + 3)],
+                z0,
+                z1,
+                0.0,
+            );
+        }
+        let zr = |i: usize| &z[i * p..(i + 1) * p];
+        let (y0, y1) = out[..4 * p].split_at_mut(2 * p);
+        let (y00, y10) = y0.split_at_mut(p);
+        let (y01, y11) = y1.split_at_mut(p);
+        a_transform([zr(0), zr(2), zr(4), zr(6)], y00, y10, bv);
+        a_transform([zr(1), zr(3), zr(5), zr(7)], y01, y11, bv);
+        for ty in 0..th {
+            let (oy, t) = (2 * ty, ty * tw..(ty + 1) * tw);
+            interleave(&y00[t.clone()], &y01[t.clone()], &mut yk[oy * ow..][..ow]);
+            if oy + 1 < oh {
+                interleave(&y10[t.clone()], &y11[t], &mut yk[(oy + 1) * ow..][..ow]);
+            }
+        }
+    }
+}
+
+/// One `Aᵀ` step on rows of values: `o0 = i0 + i1 + i2 + bias`, `o1 = i1 − i2 − i3 + bias`.
+#[inline(always)]
+fn a_transform(i: [&[f32]; 4], o0: &mut [f32], o1: &mut [f32], bias: f32) {
+    let n = o0.len();
+    let (i0, i1, i2, i3) = (&i[0][..n], &i[1][..n], &i[2][..n], &i[3][..n]);
+    let o1 = &mut o1[..n];
+    for t in 0..n {
+        o0[t] = i0[t] + i1[t] + i2[t] + bias;
+        o1[t] = i1[t] - i2[t] - i3[t] + bias;
+    }
+}
+
+/// `row[2i] = even[i]`, `row[2i + 1] = odd[i]`, for as many values as `row` holds.
+#[inline]
+fn interleave(even: &[f32], odd: &[f32], row: &mut [f32]) {
+    let half = row.len() / 2;
+    let mut pairs = row.chunks_exact_mut(2);
+    for ((p, &e), &o) in (&mut pairs).zip(even).zip(odd) {
+        p[0] = e;
+        p[1] = o;
+    }
+    if let [last] = pairs.into_remainder() {
+        *last = even[half];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu_ops::conv::conv2d_forward_im2col;
+    use crate::cpu_ops::testing::values;
+
+    fn geom(ci: usize, co: usize, h: usize, w: usize, n: usize, pad: [usize; 4]) -> ConvGeom {
+        ConvGeom {
+            n,
+            ci,
+            h,
+            w,
+            co,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            pt: pad[0],
+            pl: pad[1],
+            pb: pad[2],
+            pr: pad[3],
+        }
+    }
+
+    /// Against im2col + GEMM on odd sizes (edge tiles cut off), asymmetric and zero padding,
+    /// batch 1 and batches split over several chunks. The bound: both sides sum `9·ci` products
+    /// of values in [−1, 1] in f32 (~1e-7 relative each); the transforms add a few ulps.
+    #[test]
+    fn matches_im2col() {
+        let cases = [
+            geom(16, 16, 7, 7, 1, [1, 1, 1, 1]),
+            geom(17, 20, 9, 6, 3, [1, 1, 1, 1]),
+            geom(16, 33, 5, 8, 2, [0, 0, 0, 0]),
+            geom(20, 16, 6, 5, 2, [2, 0, 1, 2]),
+            geom(32, 64, 28, 28, 5, [1, 1, 1, 1]),
+            geom(64, 32, 3, 3, 70, [1, 1, 1, 1]),
+            geom(16, 16, 3, 4, 1, [0, 2, 2, 0]),
+        ];
+        for (i, g) in cases.iter().enumerate() {
+            assert!(applies(g) && g.is_valid(), "{g:?}");
+            let x = values(g.n * g.ci * g.h * g.w, i as u64, 1.0);
+            let w = values(g.co * g.ci * 9, 100 + i as u64, 1.0);
+            let b = values(g.co, 200 + i as u64, 1.0);
+            let fast = forward(g, &x, &w, Some(&b));
+            let reference = conv2d_forward_im2col(g, &x, &w, Some(&b));
+            assert_eq!(fast.len(), reference.len());
+            let scale = (9 * g.ci) as f32;
+            for (j, (a, r)) in fast.iter().zip(&reference).enumerate() {
+                assert!(
+                    (a - r).abs() <= 2e-6 * scale,
+                    "{g:?} at {j}: winograd {a}, im2col {r}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn thin_or_strided_convolutions_do_not_apply() {
+        let g = geom(16, 16, 8, 8, 1, [1, 1, 1, 1]);
+        assert!(applies(&g));
+        assert!(!applies(&ConvGeom { ci: 3, ..g }));
+        assert!(!applies(&ConvGeom { co: 8, ..g }));
+        assert!(!applies(&ConvGeom { sh: 2, sw: 2, ..g }));
+        assert!(!applies(&ConvGeom { kh: 1, kw: 1, ..g }));
+        assert!(!applies(&ConvGeom { pt: 3, ..g }));
+    }
+}
