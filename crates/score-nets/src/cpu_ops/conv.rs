@@ -573,7 +573,7 @@ fn backward_from_dy_columns(
 
 /// The elementwise sum of per-chunk partials of length `len`, added in the order given (chunk
 /// order), so that its rounding never depends on how rayon scheduled the chunks.
-fn sum_in_order<'a>(len: usize, parts: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
+pub(super) fn sum_in_order<'a>(len: usize, parts: impl Iterator<Item = &'a [f32]>) -> Vec<f32> {
     let mut sum = vec![0.0f32; len];
     for part in parts {
         for (d, p) in sum.iter_mut().zip(part) {
@@ -606,13 +606,18 @@ pub fn conv2d_backward(
     // transposed kernel): its GEMM then sums over co·kh·kw, not co, and writes ci·h·w values a
     // sample instead of the ci·kh·kw·h·w of Wᵀ·dY that col2im then scatters back.
     let transposed = need_x.then(|| transposed_geometry(g)).flatten();
-    // Where the transposed convolution runs Winograd's F(2×2, 3×3), computing the input
-    // gradient that way and the weight gradient from im2col(x) beat sharing the im2col matrix
-    // of dy: 1.02–1.18× on the U-Nets' 3×3 shapes at batch 32–64, except 32 → 32 channels at
-    // 28×28, which came out even (0.94–1.01×).
+    // Where the transposed convolution runs Winograd's F(2×2, 3×3), both gradients share the
+    // transformed dy (`winograd::backward`). On the two U-Nets' 3×3 shapes that ran 1.07–1.38×
+    // as fast as Winograd's input gradient beside an im2col weight gradient, which itself ran
+    // 0.94–1.18× as fast as the shared im2col matrix of dy (`backward_from_dy_columns`).
     let winograd_x = transposed.is_some_and(|gt| winograd::applies(&gt));
     match transposed {
-        Some(gt) if need_weight && !winograd_x => {
+        Some(gt) if need_weight && winograd_x => {
+            let (dx, dw) = winograd::backward(g, &gt, x, &flipped_transposed_kernel(g, w), dy);
+            grads.x = Some(dx);
+            grads.weight = Some(dw);
+        }
+        Some(gt) if need_weight => {
             let (dx, dw) = backward_from_dy_columns(g, &gt, x, w, dy);
             grads.x = Some(dx);
             grads.weight = Some(dw);
