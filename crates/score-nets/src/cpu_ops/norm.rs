@@ -61,7 +61,7 @@ impl NormGeom {
 
 /// Sum of `f(x)` over a slice, in eight fixed lanes combined in a fixed order.
 #[inline]
-fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(super) fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = xs.chunks_exact(8);
     let rest = chunks.remainder();
