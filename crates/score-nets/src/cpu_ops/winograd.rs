@@ -136,31 +136,39 @@ pub(super) fn backward(
     let (th, tw) = tiles(gt);
     let per_sample = th * tw;
     let samples = (TARGET_TILES / per_sample).clamp(1, g.n.div_ceil(MIN_CHUNKS));
-    let par = inner_parallelism(g.n.div_ceil(samples));
+    // The chunks are dealt to at most MIN_CHUNKS groups of consecutive chunks; a group
+    // accumulates its weight-gradient partial over its chunks, and the groups' partials are
+    // summed in group order. One partial a chunk was up to 16 MB at batch 64.
+    let chunks = g.n.div_ceil(samples);
+    let per_group = chunks.div_ceil(chunks.min(MIN_CHUNKS));
+    let par = inner_parallelism(chunks.div_ceil(per_group));
     // U'[ξ, c, o]: gt's output channels are g's input channels.
     let u = kernel_transform(gt, wt);
     let mut dx = vec![0.0f32; g.n * c_in * hw];
     let parts: Vec<Vec<f32>> = dx
-        .par_chunks_mut(samples * c_in * hw)
+        .par_chunks_mut(per_group * samples * c_in * hw)
         .enumerate()
-        .map_init(
-            || (Vec::new(), Vec::new(), Vec::new(), Scratch::default()),
-            |(v, m, xt, scratch), (c, dxc)| {
+        .map(|(group, dxg)| {
+            let (mut v, mut m, mut xt) = (Vec::new(), Vec::new(), Vec::new());
+            let mut scratch = Scratch::default();
+            let mut part = vec![0.0f32; 16 * c_in * c_out];
+            for (k, dxc) in dxg.chunks_mut(samples * c_in * hw).enumerate() {
+                let first = (group * per_group + k) * samples;
                 let ns = dxc.len() / (c_in * hw);
                 let cols = ns * per_sample;
                 v.resize(16 * c_out * cols, 0.0);
                 xt.resize(16 * c_in * cols, 0.0);
                 for s in 0..ns {
-                    let b = c * samples + s;
+                    let b = first + s;
                     let dyb = &dy[b * c_out * ohw..(b + 1) * c_out * ohw];
-                    input_transform(gt, dyb, v, s * per_sample, cols, scratch);
+                    input_transform(gt, dyb, &mut v, s * per_sample, cols, &mut scratch);
                     let xb = &x[b * c_in * hw..(b + 1) * c_in * hw];
-                    output_adjoint_transform(gt, xb, xt, s * per_sample, cols, &mut scratch.band);
+                    let band = &mut scratch.band;
+                    output_adjoint_transform(gt, xb, &mut xt, s * per_sample, cols, band);
                 }
                 m.resize(16 * c_in * cols, 0.0);
                 // Per ξ: dX's M[c, tiles] = U'[c, o] · V_dy[o, tiles], and the weight-gradient
-                // partial S[c, o] = X̃[c, tiles] · V_dy[o, tiles]ᵀ.
-                let mut part = vec![0.0f32; 16 * c_in * c_out];
+                // partial S[c, o] += X̃[c, tiles] · V_dy[o, tiles]ᵀ.
                 for xi in 0..16 {
                     let vx = Mat {
                         data: &v[xi * c_out * cols..(xi + 1) * c_out * cols],
@@ -185,14 +193,14 @@ pub(super) fn backward(
                         cs: cols,
                     };
                     let sx = &mut part[xi * c_in * c_out..(xi + 1) * c_in * c_out];
-                    matmul(c_in, c_out, cols, sx, false, lhs, vxt, par);
+                    matmul(c_in, c_out, cols, sx, k > 0, lhs, vxt, par);
                 }
                 for (s, dxb) in dxc.chunks_exact_mut(c_in * hw).enumerate() {
-                    output_transform(gt, m, s * per_sample, cols, None, dxb, &mut scratch.out);
+                    output_transform(gt, &m, s * per_sample, cols, None, dxb, &mut scratch.out);
                 }
-                part
-            },
-        )
+            }
+            part
+        })
         .collect();
     let sum = sum_in_order(16 * c_in * c_out, parts.iter().map(Vec::as_slice));
     // dW[o, c, a, b] = (Gᵀ S[c, o] G)[2 − a, 2 − b].
