@@ -73,21 +73,26 @@ pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
     let (th, tw) = tiles(g);
     let per_sample = th * tw;
     let samples = (TARGET_TILES / per_sample).clamp(1, g.n.div_ceil(MIN_CHUNKS));
-    let par = inner_parallelism(g.n.div_ceil(samples));
+    // As in `backward`: at most MIN_CHUNKS tasks, each running its consecutive chunks with one
+    // set of buffers (rayon's `for_each_init` made fresh ones, zeroed, for every split).
+    let chunks = g.n.div_ceil(samples);
+    let per_group = chunks.div_ceil(chunks.min(MIN_CHUNKS));
+    let par = inner_parallelism(chunks.div_ceil(per_group));
     let u = kernel_transform(g, w);
     let mut y = vec![0.0f32; g.n * co * ohw];
-    y.par_chunks_mut(samples * co * ohw)
+    y.par_chunks_mut(per_group * samples * co * ohw)
         .enumerate()
-        .for_each_init(
-            || (Vec::new(), Vec::new(), Scratch::default()),
-            |(v, m, scratch): &mut (Vec<f32>, Vec<f32>, Scratch), (c, yc)| {
+        .for_each(|(group, yg)| {
+            let (mut v, mut m, mut scratch) = (Vec::new(), Vec::new(), Scratch::default());
+            for (k, yc) in yg.chunks_mut(samples * co * ohw).enumerate() {
+                let first = (group * per_group + k) * samples;
                 let ns = yc.len() / (co * ohw);
                 let cols = ns * per_sample;
                 v.resize(16 * ci * cols, 0.0);
                 for s in 0..ns {
-                    let b = c * samples + s;
+                    let b = first + s;
                     let xb = &x[b * ci * hw..(b + 1) * ci * hw];
-                    input_transform(g, xb, v, s * per_sample, cols, scratch);
+                    input_transform(g, xb, &mut v, s * per_sample, cols, &mut scratch);
                 }
                 m.resize(16 * co * cols, 0.0);
                 for (xi, mx) in m.chunks_exact_mut(co * cols).enumerate() {
@@ -104,10 +109,10 @@ pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
                     matmul(co, cols, ci, mx, false, lhs, rhs, par);
                 }
                 for (s, yb) in yc.chunks_exact_mut(co * ohw).enumerate() {
-                    output_transform(g, m, s * per_sample, cols, bias, yb, &mut scratch.out);
+                    output_transform(g, &m, s * per_sample, cols, bias, yb, &mut scratch.out);
                 }
-            },
-        );
+            }
+        });
     y
 }
 
