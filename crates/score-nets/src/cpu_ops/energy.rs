@@ -94,7 +94,7 @@ fn act_derivs(act: DenseAct, z: f32) -> (f32, f32, f32) {
 }
 
 /// `z ← act(z)`, `a1 ← act'(z)`, `a2 ← act''(z)`, one loop per activation (`move` and inlined
-/// into the AVX2 copy, so that it vectorises).
+/// into the SIMD (AVX-512F or AVX2) copy, so that it vectorises).
 pub(super) fn activate(act: DenseAct, z: &mut [f32], a1: &mut [f32], a2: &mut [f32]) {
     macro_rules! pass {
         ($act:expr) => {

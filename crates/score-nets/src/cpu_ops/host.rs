@@ -121,7 +121,8 @@ pub(super) fn sin_cos_features<P: Backend>(
     let (t, f) = (to_host(t), to_host(freqs));
     let (n, half) = (t.len(), f.len());
     let scale = scale as f32;
-    // `move` and inlined into the AVX2 copy, so that the inner loop vectorises.
+    // `move` and inlined into the SIMD (AVX-512F or AVX2) copy, so that the inner loop
+    // vectorises.
     let out = super::vmath::with_simd(
         #[inline(always)]
         move || {

@@ -168,8 +168,8 @@ pub fn group_norm_forward(
                 let (a, o) = (rstd[k] * gamma[c], beta[c]);
                 let (src, dst) = (&xb[c * hw..(c + 1) * hw], &mut yb[c * hw..(c + 1) * hw]);
                 if g.silu {
-                    // Branch-free SiLU (`vmath`), in AVX2 where the CPU has it: libm's scalar
-                    // `expf` was 4 % of the U-Net's train step.
+                    // Branch-free SiLU (`vmath`), in AVX-512F or AVX2 where the CPU has it:
+                    // libm's scalar `expf` was 4 % of the U-Net's train step.
                     vmath::with_simd(
                         #[inline(always)]
                         || {
