@@ -47,9 +47,11 @@ const CASES: &[Case] = &[
     (33, 2, 3, 1, (1, 1, 1, 1), 5, 6, 2),
     // 3×3, stride 1, 16 or more channels each way: Winograd F(2×2, 3×3) forward, and for the
     // input gradient (the transposed convolution); odd sizes leave edge tiles half outside the
-    // output, and the asymmetric padding moves the tiles' origin.
+    // output, and the asymmetric padding moves the tiles' origin. The last has chunks of 98
+    // tile columns, so its backward is Winograd's too (both gradients from one transform of dy).
     (16, 17, 3, 1, (1, 1, 1, 1), 7, 5, 3),
     (17, 16, 3, 1, (0, 2, 1, 0), 6, 5, 2),
+    (16, 16, 3, 1, (1, 1, 1, 1), 14, 14, 16),
 ];
 
 fn make_conv<B: Backend>(case: &Case, bias: bool, dev: &B::Device) -> Conv2d<B> {

@@ -466,7 +466,7 @@ pub struct ConvGrads {
 /// The geometry of the input gradient of a stride-1 convolution as a forward convolution of
 /// `dy` (`[n, co, oh, ow]` → `[n, ci, h, w]`), or `None` where that does not apply (a stride
 /// above 1, a padding wider than the kernel, a pointwise convolution, which needs no im2col).
-fn transposed_geometry(g: &ConvGeom) -> Option<ConvGeom> {
+pub(super) fn transposed_geometry(g: &ConvGeom) -> Option<ConvGeom> {
     let fits = g.sh == 1
         && g.sw == 1
         && !g.pointwise()
@@ -493,7 +493,7 @@ fn transposed_geometry(g: &ConvGeom) -> Option<ConvGeom> {
 
 /// `w'[ci, co, i, j] = w[co, ci, kh − 1 − i, kw − 1 − j]`: the kernel of the transposed
 /// convolution.
-fn flipped_transposed_kernel(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
+pub(super) fn flipped_transposed_kernel(g: &ConvGeom, w: &[f32]) -> Vec<f32> {
     let (kh, kw) = (g.kh, g.kw);
     let mut out = vec![0.0f32; w.len()];
     for o in 0..g.co {
@@ -611,7 +611,7 @@ pub fn conv2d_backward(
     // transformed dy (`winograd::backward`). On the two U-Nets' 3×3 shapes that ran 1.07–1.38×
     // as fast as Winograd's input gradient beside an im2col weight gradient, which itself ran
     // 0.94–1.18× as fast as the shared im2col matrix of dy (`backward_from_dy_columns`).
-    let winograd_x = transposed.is_some_and(|gt| winograd::applies(&gt));
+    let winograd_x = transposed.is_some_and(|gt| winograd::applies_to_backward(&gt));
     match transposed {
         Some(gt) if need_weight && winograd_x => {
             let (dx, dw) = winograd::backward(g, &gt, x, &flipped_transposed_kernel(g, w), dy);

@@ -44,9 +44,22 @@ const TARGET_TILES: usize = 128;
 /// thread count: the chunking, and with it `gemm`'s blocking, depends on the shape alone.
 const MIN_CHUNKS: usize = 8;
 
+/// The fewest 2×2 output tiles a sample for which the Winograd path is taken: with a 4×4
+/// output (4 tiles) the per-sample transforms of short rows cost more than the saved FLOPs
+/// (forward 0.85–0.89× as fast as im2col for 128 and 256 → 128 channels at batch 32–64, one
+/// shape 1.18×).
+const MIN_SAMPLE_TILES: usize = 9;
+
+/// The fewest tile columns a chunk must have for [`backward`] to be taken: its weight gradient
+/// sums over them, and thinner GEMMs lost to im2col (8×8 and 7×7 at batch 32, 64 columns:
+/// 0.88× and 0.95×; the same shapes at batch 64, 128 columns: 1.18× and 1.15×).
+const MIN_BACKWARD_COLUMNS: usize = 96;
+
 /// Whether [`forward`] handles this convolution: a 3×3 kernel, stride 1, at least
-/// [`MIN_CHANNELS`] channels in and out, and paddings under the kernel size.
+/// [`MIN_CHANNELS`] channels in and out, paddings under the kernel size, and at least
+/// [`MIN_SAMPLE_TILES`] output tiles a sample.
 pub(super) fn applies(g: &ConvGeom) -> bool {
+    let (th, tw) = tiles(g);
     g.kh == 3
         && g.kw == 3
         && g.sh == 1
@@ -57,6 +70,21 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
         && g.pl < 3
         && g.pb < 3
         && g.pr < 3
+        && th * tw >= MIN_SAMPLE_TILES
+}
+
+/// Whether [`backward`] handles the convolution whose transposed convolution is `gt`: [`forward`]
+/// handles `gt`, with at least [`MIN_BACKWARD_COLUMNS`] tile columns a chunk.
+pub(super) fn applies_to_backward(gt: &ConvGeom) -> bool {
+    let (th, tw) = tiles(gt);
+    applies(gt) && chunk_samples(gt) * th * tw >= MIN_BACKWARD_COLUMNS
+}
+
+/// Samples a chunk: about [`TARGET_TILES`] tiles, at least one sample, and at least
+/// [`MIN_CHUNKS`] chunks where the batch allows.
+fn chunk_samples(g: &ConvGeom) -> usize {
+    let (th, tw) = tiles(g);
+    (TARGET_TILES / (th * tw)).clamp(1, g.n.div_ceil(MIN_CHUNKS))
 }
 
 /// Output tiles of one sample: `(rows, cols)` of 2×2 blocks covering `oh × ow`.
@@ -72,7 +100,7 @@ pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
     let ohw = g.oh() * g.ow();
     let (th, tw) = tiles(g);
     let per_sample = th * tw;
-    let samples = (TARGET_TILES / per_sample).clamp(1, g.n.div_ceil(MIN_CHUNKS));
+    let samples = chunk_samples(g);
     // As in `backward`: at most MIN_CHUNKS tasks, each running its consecutive chunks with one
     // set of buffers (rayon's `for_each_init` made fresh ones, zeroed, for every split).
     let chunks = g.n.div_ceil(samples);
@@ -140,7 +168,7 @@ pub(super) fn backward(
     let (c_in, c_out, hw, ohw) = (g.ci, g.co, g.h * g.w, g.oh() * g.ow());
     let (th, tw) = tiles(gt);
     let per_sample = th * tw;
-    let samples = (TARGET_TILES / per_sample).clamp(1, g.n.div_ceil(MIN_CHUNKS));
+    let samples = chunk_samples(gt);
     // The chunks are dealt to at most MIN_CHUNKS groups of consecutive chunks; a group
     // accumulates its weight-gradient partial over its chunks, and the groups' partials are
     // summed in group order. One partial a chunk was up to 16 MB at batch 64.
@@ -548,11 +576,11 @@ mod tests {
         let cases = [
             geom(16, 16, 7, 7, 1, [1, 1, 1, 1]),
             geom(17, 20, 9, 6, 3, [1, 1, 1, 1]),
-            geom(16, 33, 5, 8, 2, [0, 0, 0, 0]),
+            geom(16, 33, 7, 8, 2, [0, 0, 0, 0]),
             geom(20, 16, 6, 5, 2, [2, 0, 1, 2]),
             geom(32, 64, 28, 28, 5, [1, 1, 1, 1]),
-            geom(64, 32, 3, 3, 70, [1, 1, 1, 1]),
-            geom(16, 16, 3, 4, 1, [0, 2, 2, 0]),
+            geom(64, 32, 5, 5, 70, [1, 1, 1, 1]),
+            geom(16, 16, 5, 6, 1, [0, 2, 2, 0]),
         ];
         for (i, g) in cases.iter().enumerate() {
             assert!(applies(g) && g.is_valid(), "{g:?}");
@@ -606,13 +634,15 @@ mod tests {
         (dx, dw)
     }
 
-    /// Both gradients against the definition, through `conv2d_backward` (which takes this path
-    /// for these shapes) and directly. Bounds: the input gradient sums `9·co` products of values
+    /// Both gradients of [`backward`] (called directly: `conv2d_backward` takes it only for
+    /// chunks of 96 or more tile columns, which the last case has) against the definition. Bounds: the input gradient sums `9·co` products of values
     /// in [−1, 1], the weight gradient `n·oh·ow` of them, each in f32 (~1e-7 relative a term,
     /// the ½s of the transforms adding a few ulps); 2e-6 a term leaves a margin of ~10×.
     #[test]
     fn backward_matches_the_definition() {
-        use crate::cpu_ops::conv::conv2d_backward;
+        use crate::cpu_ops::conv::{
+            conv2d_backward, flipped_transposed_kernel, transposed_geometry,
+        };
         let cases = [
             geom(16, 16, 7, 7, 1, [1, 1, 1, 1]),
             geom(17, 20, 9, 6, 3, [1, 1, 1, 1]),
@@ -620,13 +650,24 @@ mod tests {
             geom(16, 24, 5, 8, 2, [0, 0, 0, 0]),
             geom(32, 32, 14, 14, 20, [1, 1, 1, 1]),
         ];
+        assert!(applies_to_backward(
+            &transposed_geometry(&cases[4]).unwrap()
+        ));
         for (i, g) in cases.iter().enumerate() {
             let x = values(g.n * g.ci * g.h * g.w, 300 + i as u64, 1.0);
             let w = values(g.co * g.ci * 9, 400 + i as u64, 1.0);
             let dy = values(g.n * g.co * g.oh() * g.ow(), 500 + i as u64, 1.0);
             let (dx_ref, dw_ref) = direct_gradients(g, &x, &w, &dy);
-            let grads = conv2d_backward(g, &x, &w, &dy, true, true, false);
-            let (dx, dw) = (grads.x.unwrap(), grads.weight.unwrap());
+            let gt = transposed_geometry(g).unwrap();
+            assert!(applies(&gt));
+            let (dx, dw) = backward(g, &gt, &x, &flipped_transposed_kernel(g, &w), &dy);
+            if applies_to_backward(&gt) {
+                let grads = conv2d_backward(g, &x, &w, &dy, true, true, false);
+                assert_eq!(
+                    (grads.x.unwrap(), grads.weight.unwrap()),
+                    (dx.clone(), dw.clone())
+                );
+            }
             let check = |what: &str, fast: &[f32], reference: &[f64], terms: usize| {
                 assert_eq!(fast.len(), reference.len());
                 for (j, (a, r)) in fast.iter().zip(reference).enumerate() {
@@ -650,5 +691,11 @@ mod tests {
         assert!(!applies(&ConvGeom { sh: 2, sw: 2, ..g }));
         assert!(!applies(&ConvGeom { kh: 1, kw: 1, ..g }));
         assert!(!applies(&ConvGeom { pt: 3, ..g }));
+        // 4×4 outputs: 4 tiles a sample.
+        assert!(!applies(&ConvGeom { h: 4, w: 4, ..g }));
+        // Batch 32 of 8×8: 4 samples, 64 tile columns a chunk; batch 64: 128.
+        let small = ConvGeom { n: 32, ..g };
+        assert!(applies(&small) && !applies_to_backward(&small));
+        assert!(applies_to_backward(&ConvGeom { n: 64, ..g }));
     }
 }
