@@ -21,8 +21,14 @@
 //! the variant that keeps f32 results within the tolerance the other kernels meet (larger tiles
 //! such as F(4,3) trade accuracy for fewer multiplications).
 //!
-//! Work is split over fixed chunks of the batch (their size depends on the shape alone) and no
-//! value is summed across chunks, so outputs are bit-identical run to run.
+//! Work is split over fixed chunks of the batch, dealt to at most 8 tasks of consecutive chunks
+//! (both fixed by the shape alone). The forward sums nothing across chunks; the backward's
+//! weight gradient sums one partial a task, in task order. So outputs are bit-identical run to
+//! run for a given thread count (which, as everywhere in `cpu_ops`, decides whether a GEMM
+//! itself runs on several threads).
+//!
+//! The backward ([`backward`]) transforms `dy` once for both gradients: the input gradient is
+//! the transposed convolution (again a 3×3 stride-1 one), and the weight gradient its adjoint.
 
 use rayon::prelude::*;
 
