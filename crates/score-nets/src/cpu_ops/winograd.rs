@@ -93,6 +93,36 @@ fn chunk_samples(g: &ConvGeom) -> usize {
     (TARGET_TILES / (th * tw)).clamp(1, g.n.div_ceil(MIN_CHUNKS))
 }
 
+/// How [`forward`] and [`backward`] split the batch of the convolution they run: chunks of
+/// [`chunk_samples`] samples, dealt to at most [`MIN_CHUNKS`] tasks of consecutive chunks, each
+/// running its chunks with one set of buffers (rayon's `for_each_init` made fresh ones, zeroed,
+/// for every split).
+struct Chunking {
+    /// Tiles a sample.
+    per_sample: usize,
+    /// Samples a chunk.
+    samples: usize,
+    /// Chunks a task.
+    per_group: usize,
+    /// Threads inside each GEMM (several only when the tasks cannot keep them busy).
+    par: gemm::Parallelism,
+}
+
+impl Chunking {
+    fn of(g: &ConvGeom) -> Self {
+        let (th, tw) = tiles(g);
+        let samples = chunk_samples(g);
+        let chunks = g.n.div_ceil(samples);
+        let per_group = chunks.div_ceil(chunks.min(MIN_CHUNKS));
+        Self {
+            per_sample: th * tw,
+            samples,
+            per_group,
+            par: inner_parallelism(chunks.div_ceil(per_group)),
+        }
+    }
+}
+
 /// Output tiles of one sample: `(rows, cols)` of 2×2 blocks covering `oh × ow`.
 fn tiles(g: &ConvGeom) -> (usize, usize) {
     (g.oh().div_ceil(2), g.ow().div_ceil(2))
@@ -104,14 +134,12 @@ pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
     debug_assert!(applies(g) && g.is_valid());
     let (ci, co, hw) = (g.ci, g.co, g.h * g.w);
     let ohw = g.oh() * g.ow();
-    let (th, tw) = tiles(g);
-    let per_sample = th * tw;
-    let samples = chunk_samples(g);
-    // As in `backward`: at most MIN_CHUNKS tasks, each running its consecutive chunks with one
-    // set of buffers (rayon's `for_each_init` made fresh ones, zeroed, for every split).
-    let chunks = g.n.div_ceil(samples);
-    let per_group = chunks.div_ceil(chunks.min(MIN_CHUNKS));
-    let par = inner_parallelism(chunks.div_ceil(per_group));
+    let Chunking {
+        per_sample,
+        samples,
+        per_group,
+        par,
+    } = Chunking::of(g);
     let u = kernel_transform(g, w);
     let mut y = vec![0.0f32; g.n * co * ohw];
     y.par_chunks_mut(per_group * samples * co * ohw)
@@ -172,15 +200,14 @@ pub(super) fn backward(
 ) -> (Vec<f32>, Vec<f32>) {
     debug_assert!(applies(gt) && (gt.ci, gt.co, gt.oh(), gt.ow()) == (g.co, g.ci, g.h, g.w));
     let (c_in, c_out, hw, ohw) = (g.ci, g.co, g.h * g.w, g.oh() * g.ow());
-    let (th, tw) = tiles(gt);
-    let per_sample = th * tw;
-    let samples = chunk_samples(gt);
-    // The chunks are dealt to at most MIN_CHUNKS groups of consecutive chunks; a group
-    // accumulates its weight-gradient partial over its chunks, and the groups' partials are
-    // summed in group order. One partial a chunk was up to 16 MB at batch 64.
-    let chunks = g.n.div_ceil(samples);
-    let per_group = chunks.div_ceil(chunks.min(MIN_CHUNKS));
-    let par = inner_parallelism(chunks.div_ceil(per_group));
+    // A group accumulates its weight-gradient partial over its chunks, and the groups'
+    // partials are summed in group order (one partial a chunk was up to 16 MB at batch 64).
+    let Chunking {
+        per_sample,
+        samples,
+        per_group,
+        par,
+    } = Chunking::of(gt);
     // U'[ξ, c, o]: gt's output channels are g's input channels.
     let u = kernel_transform(gt, wt);
     let mut dx = vec![0.0f32; g.n * c_in * hw];
