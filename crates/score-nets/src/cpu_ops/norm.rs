@@ -12,7 +12,7 @@
 //! `γ` and `β`) sum per-sample partials in sample order, so results are bit-identical run to
 //! run. Sums inside a group use eight fixed lanes (vectorisable, fixed order).
 
-use super::vmath;
+use super::{output_buffer, vmath, written};
 use rayon::prelude::*;
 
 /// The shape of one fused norm: input `[n, c, hw]` in `groups` groups of channels.
@@ -154,7 +154,7 @@ pub fn group_norm_forward(
         "γ, β do not match {g:?}"
     );
     let (mean, rstd) = statistics(g, x, shift);
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = output_buffer(x.len());
     let (pg, hw) = (g.per_group(), g.hw);
     y.par_chunks_mut(g.sample_len())
         .zip(x.par_chunks(g.sample_len()))
@@ -174,18 +174,20 @@ pub fn group_norm_forward(
                         #[inline(always)]
                         || {
                             for (d, &v) in dst.iter_mut().zip(src) {
-                                *d = vmath::silu(((v + s) - mu) * a + o);
+                                d.write(vmath::silu(((v + s) - mu) * a + o));
                             }
                         },
                     );
                 } else {
                     for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = ((v + s) - mu) * a + o;
+                        d.write(((v + s) - mu) * a + o);
                     }
                 }
             }
         });
-    (y, NormStats { mean, rstd })
+    // SAFETY: the samples' chunks cover `y`, and each is written channel by channel, every
+    // value of every channel.
+    (unsafe { written(y) }, NormStats { mean, rstd })
 }
 
 /// Gradients of [`group_norm_forward`]'s inputs; each is `None` where it was not asked for.

@@ -32,7 +32,10 @@
 
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use super::conv::{ConvGeom, Mat, inner_parallelism, matmul, sum_in_order};
+use super::{output_buffer, written};
 
 /// The fewest input and output channels for which the Winograd path is taken: below this the 16
 /// GEMMs are too thin (their inner dimension is the input channels) to beat im2col's one.
@@ -141,7 +144,7 @@ pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
         par,
     } = Chunking::of(g);
     let u = kernel_transform(g, w);
-    let mut y = vec![0.0f32; g.n * co * ohw];
+    let mut y = output_buffer(g.n * co * ohw);
     y.par_chunks_mut(per_group * samples * co * ohw)
         .enumerate()
         .for_each(|(group, yg)| {
@@ -175,7 +178,8 @@ pub(super) fn forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
                 }
             }
         });
-    y
+    // SAFETY: the chunks cover `y`, and `output_transform` writes every value of each sample.
+    unsafe { written(y) }
 }
 
 /// Input and weight gradients of a 3×3 stride-1 convolution `g` whose transposed convolution
@@ -210,7 +214,7 @@ pub(super) fn backward(
     } = Chunking::of(gt);
     // U'[ξ, c, o]: gt's output channels are g's input channels.
     let u = kernel_transform(gt, wt);
-    let mut dx = vec![0.0f32; g.n * c_in * hw];
+    let mut dx = output_buffer(g.n * c_in * hw);
     let parts: Vec<Vec<f32>> = dx
         .par_chunks_mut(per_group * samples * c_in * hw)
         .enumerate()
@@ -281,7 +285,8 @@ pub(super) fn backward(
             }
         }
     }
-    (dx, dw)
+    // SAFETY: the chunks cover `dx`, and `output_transform` writes every value of each sample.
+    (unsafe { written(dx) }, dw)
 }
 
 /// `Gᵀ S G` (3 × 3, row-major) for a 4 × 4 `s` (row-major): the adjoint of
@@ -434,8 +439,9 @@ fn input_transform(
     let rows = g.h.min(ph.saturating_sub(g.pt));
     let width = g.w.min(pw.saturating_sub(g.pl));
     let stride = g.ci * cols;
+    // Every channel writes the same plane positions: the padding stays zero.
+    plane.fill(0.0);
     for (c, xc) in xb.chunks_exact(g.h * g.w).enumerate() {
-        plane.fill(0.0);
         for iy in 0..rows {
             let (even, odd) = plane[(iy + g.pt) * pw..][..pw].split_at_mut(half);
             // Input column ix lands on plane column ix + pl: pairs of input columns fill one
@@ -446,15 +452,9 @@ fn input_transform(
             } else {
                 (&mut odd[g.pl / 2..], &mut even[g.pl / 2 + 1..])
             };
-            // Eight values at a time (one shuffle each way once vectorised), then pairs.
-            let mut octets = src.chunks_exact(8);
-            let wide = first.chunks_exact_mut(4).zip(second.chunks_exact_mut(4));
-            for (p, (a, b)) in (&mut octets).zip(wide) {
-                a.copy_from_slice(&[p[0], p[2], p[4], p[6]]);
-                b.copy_from_slice(&[p[1], p[3], p[5], p[7]]);
-            }
-            let done = width / 8 * 4;
-            let mut pairs = octets.remainder().chunks_exact(2);
+            // Eight values at a time (one shuffle each way), then pairs.
+            let done = deinterleave(src, first, second);
+            let mut pairs = src[2 * done..].chunks_exact(2);
             let rest = first[done..].iter_mut().zip(second[done..].iter_mut());
             for (p, (a, b)) in (&mut pairs).zip(rest) {
                 *a = p[0];
@@ -501,6 +501,39 @@ fn input_transform(
     }
 }
 
+/// Splits the first `8k` values of `src` into its even values, `first[..4k]`, and its odd ones,
+/// `second[..4k]`, for as large a `k` as the three slices allow; returns `4k`.
+fn deinterleave(src: &[f32], first: &mut [f32], second: &mut [f32]) -> usize {
+    let n = (src.len() / 8).min(first.len() / 4).min(second.len() / 4);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_loadu_ps, _mm_shuffle_ps, _mm_storeu_ps};
+        for i in 0..n {
+            // SAFETY: `8i + 8 ≤ src.len()` and `4i + 4` is at most `first.len()` and
+            // `second.len()`, so every load and store stays inside its slice; SSE is part of
+            // every x86-64 CPU.
+            unsafe {
+                let lo = _mm_loadu_ps(src.as_ptr().add(8 * i));
+                let hi = _mm_loadu_ps(src.as_ptr().add(8 * i + 4));
+                let even = _mm_shuffle_ps::<0b10_00_10_00>(lo, hi);
+                let odd = _mm_shuffle_ps::<0b11_01_11_01>(lo, hi);
+                _mm_storeu_ps(first.as_mut_ptr().add(4 * i), even);
+                _mm_storeu_ps(second.as_mut_ptr().add(4 * i), odd);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (p, (a, b)) in src
+        .chunks_exact(8)
+        .zip(first.chunks_exact_mut(4).zip(second.chunks_exact_mut(4)))
+        .take(n)
+    {
+        a.copy_from_slice(&[p[0], p[2], p[4], p[6]]);
+        b.copy_from_slice(&[p[1], p[3], p[5], p[7]]);
+    }
+    4 * n
+}
+
 /// `yb[co, oh, ow] = Aᵀ M A (+ bias)` for every tile of one sample, from the 16 GEMM outputs
 /// `m[ξ, co, col0 + tile]` (`cols` columns), dropping the pixels of edge tiles past `oh × ow`.
 fn output_transform(
@@ -509,7 +542,7 @@ fn output_transform(
     col0: usize,
     cols: usize,
     bias: Option<&[f32]>,
-    yb: &mut [f32],
+    yb: &mut [MaybeUninit<f32>],
     scratch: &mut Vec<f32>,
 ) {
     let (oh, ow) = (g.oh(), g.ow());
@@ -563,17 +596,19 @@ fn a_transform(i: [&[f32]; 4], o0: &mut [f32], o1: &mut [f32], bias: f32) {
     }
 }
 
-/// `row[2i] = even[i]`, `row[2i + 1] = odd[i]`, for as many values as `row` holds.
+/// `row[2i] = even[i]`, `row[2i + 1] = odd[i]`: every value `row` holds (`even` and `odd` have
+/// at least `⌈len / 2⌉` and `⌊len / 2⌋` values).
 #[inline]
-fn interleave(even: &[f32], odd: &[f32], row: &mut [f32]) {
+fn interleave(even: &[f32], odd: &[f32], row: &mut [MaybeUninit<f32>]) {
     let half = row.len() / 2;
+    let (even, odd) = (&even[..row.len() - half], &odd[..half]);
     let mut pairs = row.chunks_exact_mut(2);
     for ((p, &e), &o) in (&mut pairs).zip(even).zip(odd) {
-        p[0] = e;
-        p[1] = o;
+        p[0].write(e);
+        p[1].write(o);
     }
     if let [last] = pairs.into_remainder() {
-        *last = even[half];
+        last.write(even[half]);
     }
 }
 
