@@ -328,21 +328,25 @@ fn output_adjoint_transform(
     rows.resize(4 * tw, 0.0);
     for (c, xc) in xb.chunks_exact(oh * ow).enumerate() {
         for ty in 0..th {
-            rows.fill(0.0);
             for i in 0..2 {
                 let y = 2 * ty + i;
-                if y >= oh {
-                    break;
-                }
                 let (even, odd) = rows[2 * i * tw..(2 * i + 2) * tw].split_at_mut(tw);
+                if y >= oh {
+                    even.fill(0.0);
+                    odd.fill(0.0);
+                    continue;
+                }
                 let src = &xc[y * ow..(y + 1) * ow];
-                let mut pairs = src.chunks_exact(2);
-                for (p, (e, o)) in (&mut pairs).zip(even.iter_mut().zip(odd.iter_mut())) {
+                let done = deinterleave(src, even, odd);
+                let mut pairs = src[2 * done..].chunks_exact(2);
+                let rest = even[done..].iter_mut().zip(odd[done..].iter_mut());
+                for (p, (e, o)) in (&mut pairs).zip(rest) {
                     *e = p[0];
                     *o = p[1];
                 }
                 if let [last] = pairs.remainder() {
                     even[ow / 2] = *last;
+                    odd[ow / 2] = 0.0;
                 }
             }
             let (x00, rest) = rows.split_at(tw);
@@ -351,29 +355,56 @@ fn output_adjoint_transform(
             let base = c * cols + col0 + ty * tw;
             // Rows of A x: (x0, x0 + x1, x0 − x1, −x1) for each column; then the same on each
             // row's pair (p, q): (p, p + q, p − q, −q).
-            for a in 0..4 {
-                let row = |x0: f32, x1: f32| match a {
-                    0 => x0,
-                    1 => x0 + x1,
-                    2 => x0 - x1,
-                    _ => -x1,
-                };
-                let at = |b: usize| (a * 4 + b) * stride + base;
-                let (v0, rest) = xt[at(0)..at(3) + tw].split_at_mut(stride);
-                let (v1, rest) = rest.split_at_mut(stride);
-                let (v2, v3) = rest.split_at_mut(stride);
-                let (v0, v1, v2, v3) = (&mut v0[..tw], &mut v1[..tw], &mut v2[..tw], &mut v3[..tw]);
-                for t in 0..tw {
-                    let p = row(x00[t], x10[t]);
-                    let q = row(x01[t], x11[t]);
-                    v0[t] = p;
-                    v1[t] = p + q;
-                    v2[t] = p - q;
-                    v3[t] = -q;
-                }
-            }
+            let mut out = xt[base..].chunks_mut(stride);
+            let mut next4 = || -> [&mut [f32]; 4] { std::array::from_fn(|_| out.next().unwrap()) };
+            adjoint_rows([x00, x01, x10, x11], next4(), |x0, _| x0);
+            adjoint_rows([x00, x01, x10, x11], next4(), |x0, x1| x0 + x1);
+            adjoint_rows([x00, x01, x10, x11], next4(), |x0, x1| x0 - x1);
+            adjoint_rows([x00, x01, x10, x11], next4(), |_, x1| -x1);
         }
     }
+}
+
+/// Row `a` of `A x Aᵀ` for a row of blocks: `out[b][t]`, where row `a` of `A` combines a
+/// block's two pixel rows as `f(x0, x1)` (`x = [x00, x01, x10, x11]`, each `tw` values).
+#[inline(always)]
+fn adjoint_rows(x: [&[f32]; 4], out: [&mut [f32]; 4], f: impl Fn(f32, f32) -> f32) {
+    let tw = x[0].len();
+    let [x00, x01, x10, x11] = x.map(|r| &r[..tw]);
+    let [v0, v1, v2, v3] = out;
+    let (v0, v1, v2, v3) = (&mut v0[..tw], &mut v1[..tw], &mut v2[..tw], &mut v3[..tw]);
+    // Four tiles at a time as arrays, which compile to SSE operations without the runtime
+    // aliasing checks that kept a plain loop over the four outputs scalar below 20 tiles.
+    let step = |t: usize, n: usize, v: [&mut [f32]; 4]| {
+        for k in 0..n {
+            let p = f(x00[t + k], x10[t + k]);
+            let q = f(x01[t + k], x11[t + k]);
+            v[0][k] = p;
+            v[1][k] = p + q;
+            v[2][k] = p - q;
+            v[3][k] = -q;
+        }
+    };
+    let wide = tw / 4 * 4;
+    for t in (0..wide).step_by(4) {
+        let p: [f32; 4] = std::array::from_fn(|k| f(x00[t + k], x10[t + k]));
+        let q: [f32; 4] = std::array::from_fn(|k| f(x01[t + k], x11[t + k]));
+        v0[t..t + 4].copy_from_slice(&p);
+        v1[t..t + 4].copy_from_slice(&std::array::from_fn::<f32, 4, _>(|k| p[k] + q[k]));
+        v2[t..t + 4].copy_from_slice(&std::array::from_fn::<f32, 4, _>(|k| p[k] - q[k]));
+        v3[t..t + 4].copy_from_slice(&std::array::from_fn::<f32, 4, _>(|k| -q[k]));
+    }
+    let n = tw - wide;
+    step(
+        wide,
+        n,
+        [
+            &mut v0[wide..],
+            &mut v1[wide..],
+            &mut v2[wide..],
+            &mut v3[wide..],
+        ],
+    );
 }
 
 /// `U[ξ, co, ci] = (G g Gᵀ)[ξ]` for every kernel `g = w[co, ci]`, ξ = 4·row + column.
