@@ -70,6 +70,17 @@ unsafe fn written(v: Vec<std::mem::MaybeUninit<f32>>) -> Vec<f32> {
     unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
 }
 
+/// A part of an [`output_buffer`] as the `f32`s it now holds, for a kernel that reads back what
+/// it wrote.
+///
+/// # Safety
+///
+/// Every element of `s` has been written.
+unsafe fn assume_written(s: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: same layout, and the caller vouches that every element is initialised.
+    unsafe { &mut *(s as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Fixed pseudo-random test values shared by the kernels' unit tests.
 #[cfg(test)]
 pub(crate) mod testing {

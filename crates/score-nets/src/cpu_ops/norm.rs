@@ -12,7 +12,7 @@
 //! `γ` and `β`) sum per-sample partials in sample order, so results are bit-identical run to
 //! run. Sums inside a group use eight fixed lanes (vectorisable, fixed order).
 
-use super::{output_buffer, vmath, written};
+use super::{assume_written, output_buffer, vmath, written};
 use rayon::prelude::*;
 
 /// The shape of one fused norm: input `[n, c, hw]` in `groups` groups of channels.
@@ -224,7 +224,7 @@ pub fn group_norm_backward(
     let need_dx = want_x || want_shift;
     // dz, then dx̂ = dz·γ, then dx, in one buffer; per sample the shift's gradient and per
     // channel Σ dz·x̂ and Σ dz.
-    let mut all = vec![0.0f32; x.len()];
+    let mut all = output_buffer(x.len());
     let per_sample: Vec<Partial> = all
         .par_chunks_mut(g.sample_len())
         .zip(x.par_chunks(g.sample_len()))
@@ -245,13 +245,18 @@ pub fn group_norm_backward(
                         #[inline(always)]
                         || {
                             for ((d, &v), &gy) in dst.iter_mut().zip(src).zip(d_out) {
-                                *d = gy * vmath::silu_grad(((v + s) - mu) * a + o);
+                                d.write(gy * vmath::silu_grad(((v + s) - mu) * a + o));
                             }
                         },
                     );
                 } else {
-                    dst.copy_from_slice(d_out);
+                    for (d, &gy) in dst.iter_mut().zip(d_out) {
+                        d.write(gy);
+                    }
                 }
+                // SAFETY: both branches just wrote every value of `dst` (`src`, `d_out` and
+                // `dst` are one channel long).
+                let dst = unsafe { assume_written(dst) };
                 dgamma[c] = lane_sum2(dst, src, |dz, v| dz * ((v + s) - mu)) * r;
                 dbeta[c] = lane_sum(dst, |dz| dz);
                 if need_dx {
@@ -260,6 +265,8 @@ pub fn group_norm_backward(
                     }
                 }
             }
+            // SAFETY: the loop above wrote every channel of the sample.
+            let buf = unsafe { assume_written(buf) };
             let mut dshift = Vec::new();
             if need_dx {
                 for grp in 0..g.groups {
@@ -308,6 +315,8 @@ pub fn group_norm_backward(
         }
         acc
     };
+    // SAFETY: the samples' chunks cover `all`, and each was written in full above.
+    let all = unsafe { written(all) };
     NormGrads {
         x: want_x.then_some(all),
         shift: want_shift.then(|| per_sample.iter().flat_map(|p| &p.dshift).copied().collect()),
