@@ -1,8 +1,9 @@
 """Issue 8's comparison: the U-Net benches of `benches/nets.rs` (Flex) beside the PyTorch twin
 `torch_unet.py`, run back to back and interleaved (twin, bench, twin, bench, ...), medians of the
-rounds, and the ratio PyTorch time / our time (≥ 1 means at least as fast as PyTorch).
+rounds (5 by default, as issue 8 asks), and the ratio PyTorch time / our time (≥ 1 means at
+least as fast as PyTorch).
 
-    python benches/reference/compare_unet.py [--rounds 3] [--python PY] [--threads 2]
+    python benches/reference/compare_unet.py [--rounds 5] [--python PY] [--threads 2]
 
 Run it on an otherwise idle machine: no build, no other benchmark. The twin's own figure for the
 MNIST train step should read ~178-186 ms on the 2-core reference machine; a slower one means the
@@ -48,7 +49,7 @@ def run_bench():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)  # issue 8: x5 each, medians
     ap.add_argument("--python", default="python3")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
