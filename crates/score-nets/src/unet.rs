@@ -15,7 +15,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Tensor, activation, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 
 use crate::cpu_ops::{cat_channels, conv2d, group_norm};
 use crate::embedding::{TimeEmbedding, TimeEmbeddingConfig};
@@ -177,8 +177,10 @@ impl<B: Backend> AttentionBlock<B> {
         let q = self.query.forward(z.clone());
         let k = self.key.forward(z.clone());
         let v = self.value.forward(z);
-        let scores = q.matmul(k.swap_dims(1, 2)).div_scalar((c as f64).sqrt());
-        let attn = activation::softmax(scores, 2).matmul(v);
+        // softmax(q kᵀ / √c), one host op on the CPU backends (`cpu_ops::scaled_softmax`).
+        let weights =
+            crate::cpu_ops::scaled_softmax(q.matmul(k.swap_dims(1, 2)), 1.0 / (c as f64).sqrt());
+        let attn = weights.matmul(v);
         let out = self
             .proj
             .forward(attn)

@@ -15,6 +15,7 @@ use super::energy::{EnergySaved, MlpGeom, energy_score_backward};
 use super::host::{EnergyParams, MlpParams, Values, from_host, to_host, values};
 use super::jvp::{JvpSaved, jvp_backward};
 use super::norm::{NormGeom, NormStats, group_norm_backward};
+use super::softmax::softmax_backward;
 
 /// Registers a host gradient for `node`, where the node is tracked and the gradient was computed.
 fn register<P: Backend, const D: usize>(
@@ -561,6 +562,50 @@ pub(super) fn output_and_quadratic_form<P: Backend, const N: usize>(
             );
             prep.finish(y.into_primitive().tensor())
         }
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Backward of the host softmax. Its state keeps the output (the backward needs only `y`) and
+/// the scale.
+#[derive(Debug)]
+struct HostSoftmaxBackward;
+
+impl<P: Backend> Backward<P, 1> for HostSoftmaxBackward {
+    type State = (P::FloatTensorPrimitive, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<P>(&ops.node);
+        let Some(node_x) = node_x else { return };
+        let (y, scale) = ops.state;
+        let y = Tensor::<P, 3>::from_primitive(TensorPrimitive::Float(y));
+        let dy = Tensor::<P, 3>::from_primitive(TensorPrimitive::Float(dy));
+        let (dev, shape) = (y.device(), y.dims());
+        let dx = softmax_backward(&values(y), &values(dy), shape[2], scale);
+        register::<P, 3>(grads, Some(node_x.id), Some(dx), shape, &dev);
+    }
+}
+
+/// `softmax(scale · x)` over the last axis on `Autodiff<P>`, computed on the host, with the host
+/// backward.
+pub(super) fn softmax<P: Backend>(x: Tensor<Autodiff<P>, 3>, scale: f32) -> Tensor<Autodiff<P>, 3> {
+    let x = x.into_primitive().tensor();
+    let forward = |x| {
+        super::host::softmax::<P>(Tensor::from_primitive(TensorPrimitive::Float(x)), scale)
+            .into_primitive()
+            .tensor()
+    };
+    let out = match HostSoftmaxBackward
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let y = forward(x.primitive);
+            prep.finish((y.clone(), scale), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive)),
     };
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }

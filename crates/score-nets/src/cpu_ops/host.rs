@@ -8,6 +8,7 @@ use super::dense::{DenseGeom, DenseSaved, dense_forward};
 use super::energy::{EnergySaved, MlpGeom, energy_score_forward};
 use super::jvp::{JvpSaved, jvp_forward};
 use super::norm::{NormGeom, NormStats, group_norm_forward};
+use super::softmax::softmax_forward;
 
 /// The tensor's values as a host vector (no copy on Flex when the tensor is contiguous and
 /// not shared).
@@ -202,4 +203,12 @@ pub(super) fn output_and_quadratic_form<P: Backend>(
         out.push(qv);
     }
     (from_host(out, [g.n, xc + 1], &dev), saved)
+}
+
+/// `softmax(scale · x)` over the last axis on the host, for a CPU backend `P`.
+pub(super) fn softmax<P: Backend>(x: Tensor<P, 3>, scale: f32) -> Tensor<P, 3> {
+    let dev = x.device();
+    let shape = x.dims();
+    let y = softmax_forward(&values(x), shape[2], scale);
+    from_host(y, shape, &dev)
 }

@@ -44,6 +44,7 @@ pub mod dense;
 pub mod energy;
 pub mod jvp;
 pub mod norm;
+pub mod softmax;
 pub mod vmath;
 mod winograd;
 
@@ -836,6 +837,70 @@ pub fn sin_cos_features<B: Backend>(
     }
     let _ = (t, scale, freqs, cos_first);
     None
+}
+
+/// Runs the host softmax if `B` is the CPU backend `P` or `Autodiff<P>`; otherwise gives the
+/// input back.
+#[cfg(any(feature = "flex", feature = "ndarray"))]
+fn try_softmax<B: Backend, P: Backend>(
+    x: Tensor<B, 3>,
+    scale: f32,
+) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+    use burn::backend::Autodiff;
+    if same::<B, P>() {
+        Ok(cast(host::softmax::<P>(cast(x), scale)))
+    } else if same::<B, Autodiff<P>>() {
+        Ok(cast(autodiff::softmax::<P>(cast(x), scale)))
+    } else {
+        Err(x)
+    }
+}
+
+/// `softmax(scale · x)` over the last axis (attention weights from scores `x` and
+/// `scale = 1/√d`): one host pass a row each way ([`softmax`](mod@softmax)) where the backend is
+/// a CPU backend with the fast kernels and `x` is `f32`, otherwise burn's
+/// `activation::softmax(x · scale, 2)`.
+///
+/// # Panics
+/// If `scale` is not positive and finite, or the last axis is empty.
+///
+/// # Shapes
+/// - `x`: `[n, rows, cols]`; output the same.
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn::tensor::Tensor;
+/// use score_nets::cpu_ops::scaled_softmax;
+///
+/// let x = Tensor::<NdArray, 3>::from_floats([[[0.0, 2.0_f32.ln()]]], &Default::default());
+/// let y: Vec<f32> = scaled_softmax(x, 1.0).into_data().to_vec().unwrap();
+/// assert!((y[0] - 1.0 / 3.0).abs() < 1e-6 && (y[1] - 2.0 / 3.0).abs() < 1e-6);
+/// ```
+pub fn scaled_softmax<B: Backend>(x: Tensor<B, 3>, scale: f64) -> Tensor<B, 3> {
+    assert!(
+        scale > 0.0 && scale.is_finite(),
+        "softmax scale {scale} must be positive and finite"
+    );
+    assert!(x.dims()[2] > 0, "softmax over an empty axis");
+    #[allow(unused_mut)] // without a CPU backend feature nothing reassigns it
+    let mut x = x;
+    if fast_ops_enabled() && x.dtype() == DType::F32 {
+        #[cfg(feature = "flex")]
+        {
+            x = match try_softmax::<B, burn::backend::Flex>(x, scale as f32) {
+                Ok(y) => return y,
+                Err(x) => x,
+            };
+        }
+        #[cfg(feature = "ndarray")]
+        {
+            x = match try_softmax::<B, burn::backend::NdArray<f32>>(x, scale as f32) {
+                Ok(y) => return y,
+                Err(x) => x,
+            };
+        }
+    }
+    burn::tensor::activation::softmax(x.mul_scalar(scale), 2)
 }
 
 /// Whether `B` is one of the backends the host kernels run on (`Flex`, `NdArray<f32>` and

@@ -78,7 +78,7 @@ pub(super) fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 
 /// Sum of `f(x, y)` over two slices of one length, in eight fixed lanes.
 #[inline]
-fn lane_sum2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+pub(super) fn lane_sum2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     let mut acc = [0.0f32; 8];
     let xc = xs.chunks_exact(8);
     let yc = ys.chunks_exact(8);

@@ -1,5 +1,5 @@
 //! Helpers shared by the fast-CPU-kernel tests (`cpu_conv.rs`, `cpu_norm.rs`, `cpu_dense.rs`,
-//! `cpu_energy.rs`, `cpu_jvp.rs`).
+//! `cpu_energy.rs`, `cpu_jvp.rs`, `cpu_softmax.rs`).
 
 use burn::backend::Autodiff;
 use burn::module::{Module, ModuleVisitor, Param};
