@@ -19,6 +19,9 @@
 //! [`cat_channels`] concatenates two NCHW tensors along the channels with a backward that hands
 //! each input a contiguous gradient of its own (burn's `cat` hands out strided views).
 //!
+//! [`scaled_softmax`] computes attention weights, `softmax(scale · x)` over the last axis, in
+//! one pass a row each way ([`softmax`](mod@softmax)) where burn composes six ops.
+//!
 //! [`dense()`] does it for a dense layer on burn's [`Linear`] parameters with its activation
 //! (`act(x·W + b)`, SiLU, tanh or none): the layers of the MLPs and of the time embeddings.
 //! [`sin_cos_features`] computes the sinusoidal and Fourier time features with a vectorised
