@@ -535,10 +535,10 @@ fn input_transform(
 /// Splits the first `8k` values of `src` into its even values, `first[..4k]`, and its odd ones,
 /// `second[..4k]`, for as large a `k` as the three slices allow; returns `4k`.
 fn deinterleave(src: &[f32], first: &mut [f32], second: &mut [f32]) -> usize {
-    let n = (src.len() / 8).min(first.len() / 4).min(second.len() / 4);
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_loadu_ps, _mm_shuffle_ps, _mm_storeu_ps};
+        let n = (src.len() / 8).min(first.len() / 4).min(second.len() / 4);
         for i in 0..n {
             // SAFETY: `8i + 8 ≤ src.len()` and `4i + 4` is at most `first.len()` and
             // `second.len()`, so every load and store stays inside its slice; SSE is part of
@@ -552,8 +552,17 @@ fn deinterleave(src: &[f32], first: &mut [f32], second: &mut [f32]) -> usize {
                 _mm_storeu_ps(second.as_mut_ptr().add(4 * i), odd);
             }
         }
+        4 * n
     }
     #[cfg(not(target_arch = "x86_64"))]
+    deinterleave_portable(src, first, second)
+}
+
+/// [`deinterleave`] without intrinsics: other architectures' path, and the x86-64 path's
+/// oracle in the tests.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn deinterleave_portable(src: &[f32], first: &mut [f32], second: &mut [f32]) -> usize {
+    let n = (src.len() / 8).min(first.len() / 4).min(second.len() / 4);
     for (p, (a, b)) in src
         .chunks_exact(8)
         .zip(first.chunks_exact_mut(4).zip(second.chunks_exact_mut(4)))
@@ -778,6 +787,37 @@ mod tests {
             };
             check("dx", &dx, &dx_ref, 9 * g.co);
             check("dw", &dw, &dw_ref, g.n * g.oh() * g.ow());
+        }
+    }
+
+    /// Both paths of `deinterleave` against the definition, where the source, either
+    /// destination or none is the shortest, and that nothing past the returned count is written.
+    #[test]
+    fn deinterleave_splits_even_and_odd_values() {
+        for (len, fl, sl) in [
+            (0, 0, 0),
+            (7, 4, 4),
+            (8, 4, 4),
+            (16, 8, 8),
+            (21, 12, 10),
+            (40, 8, 16),
+            (40, 16, 7),
+        ] {
+            let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let (mut a, mut b) = (vec![-1.0f32; fl], vec![-1.0f32; sl]);
+            let (mut pa, mut pb) = (a.clone(), b.clone());
+            let done = deinterleave(&src, &mut a, &mut b);
+            assert_eq!(done, deinterleave_portable(&src, &mut pa, &mut pb));
+            assert_eq!(
+                done,
+                4 * (len / 8).min(fl / 4).min(sl / 4),
+                "{len} {fl} {sl}"
+            );
+            assert_eq!((&a, &b), (&pa, &pb));
+            for i in 0..done {
+                assert_eq!((a[i], b[i]), ((2 * i) as f32, (2 * i + 1) as f32));
+            }
+            assert!(a[done..].iter().chain(&b[done..]).all(|&v| v == -1.0));
         }
     }
 
