@@ -15,6 +15,11 @@ use super::{assume_written, output_buffer, vmath, written};
 /// Values a task handles, about: rows are dealt to tasks in blocks of this many values.
 const TASK_VALUES: usize = 1 << 16;
 
+/// Values a task: whole rows, about [`TASK_VALUES`] of them.
+fn task_block(cols: usize) -> usize {
+    (TASK_VALUES / cols).max(1) * cols
+}
+
 fn check(len: usize, cols: usize, scale: f32) {
     assert!(cols > 0, "softmax over rows of 0 values");
     assert!(
@@ -53,7 +58,7 @@ fn lane_max(xs: &[f32]) -> f32 {
 pub fn softmax_forward(x: &[f32], cols: usize, scale: f32) -> Vec<f32> {
     check(x.len(), cols, scale);
     let mut y = output_buffer(x.len());
-    let block = (TASK_VALUES / cols).max(1) * cols;
+    let block = task_block(cols);
     y.par_chunks_mut(block)
         .zip(x.par_chunks(block))
         .for_each(|(yb, xb)| {
@@ -89,7 +94,7 @@ pub fn softmax_backward(y: &[f32], dy: &[f32], cols: usize, scale: f32) -> Vec<f
     check(y.len(), cols, scale);
     assert_eq!(dy.len(), y.len(), "dy does not match y");
     let mut dx = output_buffer(y.len());
-    let block = (TASK_VALUES / cols).max(1) * cols;
+    let block = task_block(cols);
     dx.par_chunks_mut(block)
         .zip(y.par_chunks(block).zip(dy.par_chunks(block)))
         .for_each(|(db, (yb, gb))| {

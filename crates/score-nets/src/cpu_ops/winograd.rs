@@ -337,15 +337,8 @@ fn output_adjoint_transform(
                     continue;
                 }
                 let src = &xc[y * ow..(y + 1) * ow];
-                let done = deinterleave(src, even, odd);
-                let mut pairs = src[2 * done..].chunks_exact(2);
-                let rest = even[done..].iter_mut().zip(odd[done..].iter_mut());
-                for (p, (e, o)) in (&mut pairs).zip(rest) {
-                    *e = p[0];
-                    *o = p[1];
-                }
-                if let [last] = pairs.remainder() {
-                    even[ow / 2] = *last;
+                split_row(src, even, odd);
+                if ow % 2 == 1 {
                     odd[ow / 2] = 0.0;
                 }
             }
@@ -483,17 +476,7 @@ fn input_transform(
             } else {
                 (&mut odd[g.pl / 2..], &mut even[g.pl / 2 + 1..])
             };
-            // Eight values at a time (one shuffle each way), then pairs.
-            let done = deinterleave(src, first, second);
-            let mut pairs = src[2 * done..].chunks_exact(2);
-            let rest = first[done..].iter_mut().zip(second[done..].iter_mut());
-            for (p, (a, b)) in (&mut pairs).zip(rest) {
-                *a = p[0];
-                *b = p[1];
-            }
-            if let [last] = pairs.remainder() {
-                first[width / 2] = *last;
-            }
+            split_row(src, first, second);
         }
         for ty in 0..th {
             let r = &plane[2 * ty * pw..(2 * ty + 4) * pw];
@@ -529,6 +512,22 @@ fn input_transform(
                 }
             }
         }
+    }
+}
+
+/// `first[i] = src[2i]` and `second[i] = src[2i + 1]` for every value of `src` (`first` holds
+/// at least `⌈len / 2⌉` values, `second` `⌊len / 2⌋`): eight values at a time by
+/// [`deinterleave`], then pairs, then a last even value.
+fn split_row(src: &[f32], first: &mut [f32], second: &mut [f32]) {
+    let done = deinterleave(src, first, second);
+    let mut pairs = src[2 * done..].chunks_exact(2);
+    let rest = first[done..].iter_mut().zip(second[done..].iter_mut());
+    for (p, (a, b)) in (&mut pairs).zip(rest) {
+        *a = p[0];
+        *b = p[1];
+    }
+    if let [last] = pairs.remainder() {
+        first[src.len() / 2] = *last;
     }
 }
 
